@@ -1,0 +1,129 @@
+"""The model card: what `card.json` beside every `model.pt` says about the model.
+
+Training writes it, the service validates it before loading the model, and clients read it
+from the model's metadata. Tensor names and data types follow Triton's PyTorch backend and the
+Open Inference Protocol, so the same repository serves unchanged under Triton.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+INPUT_NAME = "INPUT__0"
+OUTPUT_NAME = "OUTPUT__0"
+CARD_FILE = "card.json"
+MODEL_FILE = "model.pt"
+CURVES_FILE = "curves.png"
+CONFIG_FILE = "config.pbtxt"
+
+Datatype = Literal["FP32"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSpec(_Strict):
+    """How an image must look once flattened into the input row."""
+
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    channels: Literal[1] = 1
+    color: Literal["grayscale"] = "grayscale"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    polarity: Literal["white_on_black", "black_on_white"] = "white_on_black"
+
+
+class InputSpec(_Strict):
+    name: str = INPUT_NAME
+    datatype: Datatype = "FP32"
+    shape: list[int] = Field(description="-1 marks the dynamic batch dimension")
+    feature_names: list[str] | None = None
+    image: ImageSpec | None = None
+    description: str = ""
+
+    @property
+    def features(self) -> int:
+        return self.shape[-1]
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> InputSpec:
+        if len(self.shape) != 2 or self.shape[0] != -1 or self.shape[1] <= 0:
+            raise ValueError("input shape must be [-1, features]")
+        if self.feature_names is not None and len(self.feature_names) != self.shape[1]:
+            raise ValueError("feature_names must name every feature")
+        if self.image is not None and self.image.height * self.image.width != self.shape[1]:
+            raise ValueError("image height * width must equal the number of features")
+        return self
+
+
+class OutputSpec(_Strict):
+    name: str = OUTPUT_NAME
+    datatype: Datatype = "FP32"
+    shape: list[int]
+    class_names: list[str] | None = None
+    value_name: str | None = None
+    description: str = ""
+
+    @property
+    def width(self) -> int:
+        return self.shape[-1]
+
+
+class Bar(_Strict):
+    """A quality bar the model had to reach on its evaluation data."""
+
+    metric: str
+    op: Literal[">=", "<="]
+    threshold: float
+    value: float
+    passed: bool
+
+
+class DatasetInfo(_Strict):
+    description: str
+    sizes: dict[str, int]
+
+
+class TrainingInfo(_Strict):
+    seed: int
+    epochs: int
+    epochs_run: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    device: str
+    wall_time_s: float
+
+
+class ModelCard(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    version: int = Field(ge=1)
+    task: Literal["classification", "regression"]
+    description: str
+    input: InputSpec
+    output: OutputSpec
+    metrics: dict[str, float]
+    bars: list[Bar]
+    dataset: DatasetInfo
+    training: TrainingInfo
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    torch_version: str
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _check_output(self) -> ModelCard:
+        if self.task == "classification" and not self.output.class_names:
+            raise ValueError("a classifier's output must name its classes")
+        if (
+            self.output.class_names is not None
+            and len(self.output.class_names) != self.output.width
+        ):
+            raise ValueError("class_names must name every output column")
+        if self.task == "regression" and self.output.value_name is None:
+            raise ValueError("a regression output must name its value")
+        return self

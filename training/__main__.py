@@ -1,0 +1,160 @@
+"""`python -m training TASK`: train, export and publish models into the model repository."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+
+from training.data import DatasetMissing, default_data_dir
+from training.export import ExportMismatch
+from training.fit import EpochStats
+from training.pipeline import RunOptions, TaskResult, train_task
+from training.tasks import TASKS, TaskSpec
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="mlp-train", description=__doc__)
+    parser.add_argument("task", choices=[*TASKS, "all"], help="what to train")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where MNIST lives (MNIST/raw/ in torchvision's layout); "
+        f"default: $MLP_SERVE_DATA_DIR or {default_data_dir()}",
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("models"),
+        help="model repository to publish into (default: models/)",
+    )
+    parser.add_argument("--epochs", type=positive_int, help="override the task's epochs")
+    parser.add_argument("--batch-size", type=positive_int, help="override the task's batch size")
+    parser.add_argument("--lr", type=positive_float, help="override the task's peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="never try to download a missing dataset"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a model misses its quality bar"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    args = parser.parse_args(argv)
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def progress(task: TaskSpec, epochs: int, quiet: bool):  # type: ignore[no-untyped-def]
+    """A tqdm bar over epochs showing losses and the validation metric."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=epochs,
+        desc=task.name,
+        unit="epoch",
+        disable=quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def on_epoch(stats: EpochStats) -> None:
+        bar.set_postfix(
+            train_loss=f"{stats.train_loss:.4g}",
+            val_loss=f"{stats.validation_loss:.4g}",
+            **{f"val_{task.metric}": f"{stats.validation_metric:.4g}"},
+        )
+        bar.update()
+
+    return bar, on_epoch
+
+
+def summary(result: TaskResult) -> str:
+    bars = ", ".join(
+        f"{bar.metric}={bar.value:.6g} (bar {bar.op} {bar.threshold:g})" for bar in result.card.bars
+    )
+    verdict = "PASS" if result.passed else "FAIL"
+    return (
+        f"{result.card.name}: {bars} {verdict} in {result.wall_time_s:.1f}s "
+        f"(fit {result.fit_time_s:.1f}s) -> {result.path}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = RunOptions(
+        data_dir=args.data_dir or default_data_dir(),
+        repo=args.repo,
+        seed=args.seed,
+        device=args.device,
+        download=not args.no_download,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+    )
+    names = list(TASKS) if args.task == "all" else [args.task]
+    all_passed = True
+    for name in names:
+        task = TASKS[name]
+        bar, on_epoch = progress(task, options.hyperparameters(task).epochs, args.quiet)
+        try:
+            result = train_task(task, options, on_epoch)
+        except (DatasetMissing, ExportMismatch) as error:
+            bar.close()
+            print(f"mlp-train: error: {error}", file=sys.stderr)
+            return 2
+        bar.close()
+        print(summary(result), flush=True)
+        all_passed &= result.passed
+    return 1 if args.strict and not all_passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""One task end to end: load, fit, evaluate, export, verify, plot, publish a new version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from service.cards import CONFIG_FILE, CURVES_FILE, MODEL_FILE, ModelCard, TrainingInfo
+from training import export
+from training.data import Split, Splits
+from training.fit import EpochCallback, Stopwatch, evaluate, fit, native_bf16, plot_curves
+from training.nets import Probabilities, Rescale, ServingModel, Standardize, mlp
+from training.tasks import DataSource, Hyperparameters, TaskSpec
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path
+    repo: Path
+    seed: int
+    device: torch.device
+    download: bool = True
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+
+    def hyperparameters(self, task: TaskSpec) -> Hyperparameters:
+        defaults = task.defaults
+        return Hyperparameters(
+            epochs=self.epochs or defaults.epochs,
+            batch_size=self.batch_size or defaults.batch_size,
+            lr=self.lr or defaults.lr,
+            weight_decay=defaults.weight_decay,
+        )
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    card: ModelCard
+    path: Path
+    wall_time_s: float
+    fit_time_s: float
+
+    @property
+    def passed(self) -> bool:
+        return all(bar.passed for bar in self.card.bars)
+
+
+def build_model(task: TaskSpec, train: Split) -> ServingModel:
+    """A fresh model whose normalisation (and output scale) is fitted on `train`."""
+    normalize = Standardize.fit(train.x, per_feature=task.per_feature_norm)
+    net = mlp(task.in_features, task.hidden, task.out_features, task.dropout)
+    if task.kind == "classification":
+        head: torch.nn.Module = Probabilities()
+    else:
+        head = Rescale(train.y.mean(dim=0), train.y.std(dim=0))
+    return ServingModel(normalize, net, head)
+
+
+def measure(
+    model: ServingModel, task: TaskSpec, splits: Splits, source: DataSource
+) -> dict[str, float]:
+    """The task metric on validation, test and every extra evaluation split."""
+    evaluations = {"validation": splits.validation, "test": splits.test}
+    device = splits.test.x.device
+    evaluations |= {name: load(source).to(device) for name, load in task.extra_evaluations.items()}
+    metrics = {}
+    for name, split in evaluations.items():
+        metrics[f"{name}_loss"], metrics[f"{name}_{task.metric}"] = evaluate(model, task, split)
+    return metrics
+
+
+def train_task(
+    task: TaskSpec, options: RunOptions, on_epoch: EpochCallback | None = None
+) -> TaskResult:
+    clock = Stopwatch()
+    torch.manual_seed(options.seed)
+    source = DataSource(options.data_dir, options.seed, options.download)
+    splits = task.load(source)
+    params = options.hyperparameters(task)
+    model = build_model(task, splits.train).to(options.device)
+    splits = splits.to(options.device)
+    bf16 = task.mixed_precision and native_bf16(options.device)
+    fit_clock = Stopwatch()
+    history = fit(model, task, splits, params, options.seed, bf16, on_epoch)
+    metrics = measure(model, task, splits, source)
+    fit_time = fit_clock.elapsed()
+
+    model_dir = options.repo / task.name
+    staging = export.new_staging_dir(model_dir)
+    try:
+        model_path = staging / MODEL_FILE
+        export.script_model(model, model_path)
+        export.verify_roundtrip(model, model_path, splits.test.x)
+        plot_curves(history, task, staging / CURVES_FILE)
+        training = TrainingInfo(
+            seed=options.seed,
+            epochs=params.epochs,
+            epochs_run=len(history.epochs),
+            optimizer=f"AdamW + one-cycle{' (bf16 autocast)' if bf16 else ''}",
+            lr=params.lr,
+            weight_decay=params.weight_decay,
+            batch_size=params.batch_size,
+            device=str(options.device),
+            wall_time_s=round(clock.elapsed(), 3),
+        )
+        card = export.build_card(
+            task, 1, export.sha256_of(model_path), metrics, splits.sizes(), training
+        )
+        path, card = export.publish(staging, model_dir, card)
+    finally:
+        export.discard(staging)
+    export.write_atomically(model_dir / CONFIG_FILE, export.triton_config(task))
+    return TaskResult(card=card, path=path, wall_time_s=clock.elapsed(), fit_time_s=fit_time)
