@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# MNIST in torchvision's layout (MNIST/raw/); empty means $$MLP_SERVE_DATA_DIR or the user cache.
+DATA_DIR ?= $(firstword $(wildcard ../shared/data))
 
 .PHONY: serve test lint format train bench clean
 
@@ -31,7 +33,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 train: $(STAMP)
-	$(BIN)/python -m training all
+	$(BIN)/python -m training all --strict $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from service import jit
+from service.cards import ModelCard
+from training import data, export
+from training.pipeline import build_model
+from training.tasks import IRIS, TASKS
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_triton_config_parses_into_tritons_model_config(name: str) -> None:
+    task = TASKS[name]
+    config = text_format.Parse(export.triton_config(task), model_config_pb2.ModelConfig())
+    assert config.name == name
+    assert config.platform == "pytorch_libtorch"
+    assert config.max_batch_size == task.max_batch_size
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("INPUT__0", model_config_pb2.TYPE_FP32, [task.in_features])
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        ("OUTPUT__0", model_config_pb2.TYPE_FP32, [task.out_features])
+    ]
+    assert config.dynamic_batching.max_queue_delay_microseconds == task.max_queue_delay_us
+    assert config.version_policy.HasField("all")
+
+
+def test_roundtrip_is_verified_and_a_mismatch_is_an_error(tmp_path: Path) -> None:
+    splits = data.load_iris(seed=0)
+    model = build_model(IRIS, splits.train)
+    path = tmp_path / "model.pt"
+    export.script_model(model, path)
+    assert export.verify_roundtrip(model, path, splits.test.x.repeat(3, 1)) <= 1e-5
+    with torch.no_grad():
+        model.net[0].bias += 1.0  # the eager model drifts away from the artifact
+    with pytest.raises(export.ExportMismatch):
+        export.verify_roundtrip(model, path, splits.test.x.repeat(3, 1))
+
+
+def test_exported_module_needs_only_torch_jit(tmp_path: Path) -> None:
+    splits = data.load_iris(seed=0)
+    model = build_model(IRIS, splits.train)
+    path = tmp_path / "model.pt"
+    export.script_model(model, path)
+    loaded = jit.load(path)
+    for batch in (1, 7, 64):
+        assert loaded(torch.rand(batch, 4)).shape == (batch, 3)
+
+
+def _staging_with_model(model_dir: Path) -> Path:
+    staging = export.new_staging_dir(model_dir)
+    (staging / "model.pt").write_bytes(b"weights")
+    return staging
+
+
+def test_publish_takes_the_next_version_and_never_overwrites(tiny_repo: Path) -> None:
+    card = ModelCard.model_validate_json((tiny_repo / "iris" / "1" / "card.json").read_text())
+    model_dir = tiny_repo.parent / "publish-test" / "iris"
+    first, first_card = export.publish(_staging_with_model(model_dir), model_dir, card)
+    (model_dir / "7").mkdir()
+    (model_dir / "7" / "model.pt").write_bytes(b"keep me")
+    second, second_card = export.publish(_staging_with_model(model_dir), model_dir, card)
+    assert (first.name, first_card.version) == ("1", 1)
+    assert (second.name, second_card.version) == ("8", 8)
+    assert (model_dir / "7" / "model.pt").read_bytes() == b"keep me"
+    assert ModelCard.model_validate_json((second / "card.json").read_text()).version == 8
+    assert not list(model_dir.glob(".staging-*"))
