@@ -7,7 +7,9 @@ Open Inference Protocol, so the same repository serves unchanged under Triton.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -127,3 +129,12 @@ class ModelCard(_Strict):
         if self.task == "regression" and self.output.value_name is None:
             raise ValueError("a regression output must name its value")
         return self
+
+
+def sha256_of(path: Path) -> str:
+    """The hex digest a card records for its `model.pt`."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

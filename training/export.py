@@ -6,7 +6,6 @@ into place in one step, so a version is never half-written and never overwritten
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -39,14 +38,6 @@ VERIFY_TOLERANCE = 1e-5
 
 class ExportMismatch(Exception):
     """The reloaded TorchScript artifact disagrees with the eager model."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def script_model(model: ServingModel, path: Path) -> None:
@@ -207,7 +198,6 @@ __all__ = [
     "new_staging_dir",
     "publish",
     "script_model",
-    "sha256_of",
     "triton_config",
     "verify_roundtrip",
     "write_atomically",

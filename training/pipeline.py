@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from service.cards import CONFIG_FILE, CURVES_FILE, MODEL_FILE, ModelCard, TrainingInfo
+from service.cards import CONFIG_FILE, CURVES_FILE, MODEL_FILE, ModelCard, TrainingInfo, sha256_of
 from training import export
 from training.data import Split, Splits
 from training.fit import EpochCallback, Stopwatch, evaluate, fit, native_bf16, plot_curves
@@ -106,9 +106,7 @@ def train_task(
             device=str(options.device),
             wall_time_s=round(clock.elapsed(), 3),
         )
-        card = export.build_card(
-            task, 1, export.sha256_of(model_path), metrics, splits.sizes(), training
-        )
+        card = export.build_card(task, 1, sha256_of(model_path), metrics, splits.sizes(), training)
         path, card = export.publish(staging, model_dir, card)
     finally:
         export.discard(staging)

@@ -1,0 +1,60 @@
+"""`python -m service` / `mlp-serve`: serve a model repository with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+# CLI flag -> setting; each also comes from SERVE_<NAME> in the environment.
+FLAGS = ("host", "port", "models", "device", "workers")
+
+
+def parse_args(argv: Sequence[str] | None) -> dict[str, str]:
+    parser = argparse.ArgumentParser(prog="mlp-serve", description=__doc__)
+    parser.add_argument("--host", help="interface (default 127.0.0.1; SERVE_HOST)")
+    parser.add_argument("--port", help="port (default 8000; SERVE_PORT)")
+    parser.add_argument("--models", help="model repository (default models/; SERVE_MODELS)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto; SERVE_DEVICE)")
+    parser.add_argument("--workers", help="worker processes (default 1; SERVE_WORKERS)")
+    args = vars(parser.parse_args(argv))
+    return {name: value for name, value in args.items() if value is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    overrides = parse_args(argv)
+    # Workers build their app from the environment (uvicorn calls the factory with no
+    # arguments), so the flags travel there as SERVE_* variables.
+    for name, value in overrides.items():
+        os.environ[f"SERVE_{name.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        print(f"mlp-serve: error: {first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.request_timeout_s,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

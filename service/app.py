@@ -1,0 +1,96 @@
+"""`create_app(settings)`: the Litestar application, its lifespan and its one error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from litestar import Litestar, MediaType, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+from service.errors import ServeError
+from service.repository import ModelRegistry
+from service.routes.v1 import V1Controller
+from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, str]]:
+    return Response(
+        {"error": message}, status_code=status_code, headers=headers, media_type=MediaType.JSON
+    )
+
+
+def exception_handlers(settings: Settings) -> dict:
+    """Every error becomes `{"error": "..."}` here, and only here; no traceback ever leaves."""
+
+    def serve_error(_: Request, error: ServeError) -> Response:
+        return error_response(error.status_code, str(error), error.headers)
+
+    def http_error(request: Request, error: HTTPException) -> Response:
+        if error.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+            message = (
+                f"request body is larger than {settings.max_body_bytes} bytes "
+                "(SERVE_MAX_BODY_BYTES); send fewer rows per request"
+            )
+        elif error.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif error.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(error.detail)
+        return error_response(error.status_code, message, error.headers)
+
+    def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error; the incident was logged")
+
+    return {ServeError: serve_error, HTTPException: http_error, Exception: unexpected}
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The app; with no argument (uvicorn --factory, --workers N) settings come from SERVE_*."""
+    settings = settings or Settings()
+    registry = ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        # Load in the background: liveness answers at once, readiness once all are warm.
+        loading = asyncio.create_task(registry.start(), name="load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await registry.stop()
+
+    return Litestar(
+        route_handlers=[V1Controller, HealthController, V2ModelController],
+        dependencies={
+            "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(settings),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="mlp-serve",
+            version=SERVER_VERSION,
+            description="Dynamic-batching inference for small PyTorch MLPs: KServe v1 and the "
+            "Open Inference Protocol v2.",
+        ),
+        state=State({"registry": registry, "settings": settings}),
+        debug=False,
+    )

@@ -1,0 +1,238 @@
+"""Dynamic batching: coalesce concurrent requests into one forward pass. Nothing about HTTP here.
+
+The shape is Ray Serve's batching module: a queue of (rows, future) pairs, a loop that waits for
+the first one, gathers until the batch is full or the oldest has waited `max_queue_delay`
+(Triton's semantics), runs the batch once on the model's own worker thread, and resolves each
+future with its slice of the output. When a batch raises, its requests are retried one by one so
+that only the request that really fails sees the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.errors import InferenceFailed, Overloaded, TimedOut, Unavailable
+
+log = logging.getLogger(__name__)
+
+BatchFunction = Callable[[Sequence[np.ndarray]], np.ndarray]
+"""Runs one forward pass over the concatenation of row blocks; returns one output row per row."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float
+    started: bool = False
+    withdrawn: bool = False
+
+
+@dataclass
+class BatcherStats:
+    """Monotonic counters; `rows_inferred / batches` is the mean batch size."""
+
+    rows_inferred: int = 0
+    batches: int = 0
+    failed_batches: int = 0
+    queued_rows: int = 0
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run_batch: BatchFunction,
+        *,
+        name: str,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue_size: int,
+    ) -> None:
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self.stats = BatcherStats()
+        self._run_batch = run_batch
+        self._queue: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop taking batches; whatever is still queued is answered 503."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(Unavailable(f"model {self.name} is unloading"))
+        self.stats.queued_rows = 0
+        self._executor.shutdown(wait=True)
+
+    # the client side ---------------------------------------------------------------------
+
+    async def infer(self, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+        """Queue `rows` (N, features) and wait for their outputs (N, ...), in order.
+
+        Rows beyond `max_batch_size` are split into several queue entries. Raises Overloaded
+        when the queue is full, TimedOut after `timeout_s`; on either, or when the caller is
+        cancelled, entries whose batch has not started leave the queue.
+        """
+        if self.stats.queued_rows + len(rows) > self.max_queue_size:
+            raise Overloaded(
+                f"model {self.name} has {self.stats.queued_rows} rows queued "
+                f"(limit {self.max_queue_size}); retry later"
+            )
+        chunks = [
+            rows[i : i + self.max_batch_size] for i in range(0, len(rows), self.max_batch_size)
+        ]
+        pending = [self._enqueue(chunk) for chunk in chunks]
+        try:
+            async with asyncio.timeout(timeout_s):
+                outputs = [await entry.future for entry in pending]
+        except TimeoutError:
+            self._withdraw(pending)
+            raise TimedOut(
+                f"model {self.name} did not answer within {timeout_s:g} s; retry later"
+            ) from None
+        except BaseException:
+            self._withdraw(pending)
+            raise
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _enqueue(self, rows: np.ndarray) -> _Pending:
+        loop = asyncio.get_running_loop()
+        entry = _Pending(rows, loop.create_future(), loop.time())
+        self._queue.append(entry)
+        self.stats.queued_rows += len(rows)
+        self._arrived.set()
+        return entry
+
+    def _withdraw(self, entries: list[_Pending]) -> None:
+        for entry in entries:
+            if not entry.started and not entry.withdrawn:
+                entry.withdrawn = True
+                self.stats.queued_rows -= len(entry.rows)
+            entry.future.cancel()
+
+    # the batching loop -------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            try:
+                await self._execute(batch)
+            except Exception:  # never let one batch stop the loop
+                log.exception("batcher %s: unexpected error", self.name)
+
+    async def _next_batch(self) -> list[_Pending]:
+        """Wait for the first entry, then until the batch is full or the oldest is due."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._drop_withdrawn_head()
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if self.stats.queued_rows >= self.max_batch_size:
+                return self._cut_batch()
+            remaining = self._queue[0].enqueued_at + self.max_queue_delay_s - loop.time()
+            if remaining <= 0:
+                return self._cut_batch()
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return self._cut_batch()
+
+    def _drop_withdrawn_head(self) -> None:
+        while self._queue and self._queue[0].withdrawn:
+            self._queue.popleft()
+
+    def _cut_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue:
+            entry = self._queue[0]
+            if entry.withdrawn:
+                self._queue.popleft()
+                continue
+            if size + len(entry.rows) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            entry.started = True
+            self.stats.queued_rows -= len(entry.rows)
+            size += len(entry.rows)
+            batch.append(entry)
+        return batch
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._forward, batch)
+        except Exception as error:
+            log.warning(
+                "batcher %s: batch of %d requests failed (%s); retrying one by one",
+                self.name,
+                len(batch),
+                error,
+            )
+            self.stats.failed_batches += 1
+            await self._execute_one_by_one(batch)
+            return
+        start = 0
+        for entry in batch:
+            stop = start + len(entry.rows)
+            if not entry.future.done():
+                entry.future.set_result(outputs[start:stop])
+            start = stop
+
+    async def _execute_one_by_one(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        for entry in batch:
+            if entry.future.done():
+                continue
+            try:
+                output = await loop.run_in_executor(self._executor, self._forward, [entry])
+            except Exception as error:
+                if not entry.future.done():
+                    entry.future.set_exception(
+                        InferenceFailed(
+                            f"model {self.name} failed on this request: {summarize(error)}"
+                        )
+                    )
+                continue
+            if not entry.future.done():
+                entry.future.set_result(output)
+
+    def _forward(self, batch: Sequence[_Pending]) -> np.ndarray:
+        """On the worker thread: one forward pass over the whole batch."""
+        rows = sum(len(entry.rows) for entry in batch)
+        outputs = self._run_batch([entry.rows for entry in batch])
+        self.stats.batches += 1
+        self.stats.rows_inferred += rows
+        return outputs
+
+
+def summarize(error: BaseException) -> str:
+    """The last meaningful line of an exception: TorchScript errors carry their whole traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(error).__name__
+    return text[:300]

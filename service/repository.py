@@ -1,0 +1,256 @@
+"""The model repository: find every `<name>/<version>/`, verify, load onto the device, warm up.
+
+Layout (Triton's): `<root>/<name>/config.pbtxt` and `<root>/<name>/<version>/{model.pt,card.json}`.
+A version that fails to load is kept with its reason and reported as not ready; the rest serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from service import jit
+from service.batching import DynamicBatcher
+from service.cards import CARD_FILE, CONFIG_FILE, MODEL_FILE, ModelCard, sha256_of
+from service.errors import ModelNotFound, ModelNotReady
+from service.model_config import BatchingConfig, ConfigSyntaxError, read_batching_config
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY, UNAVAILABLE = "READY", "UNAVAILABLE"
+
+
+class LoadError(Exception):
+    """Why a version could not be loaded (shown to clients in the model's metadata)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LoadError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class LoadedModel:
+    """One version on its device, with a preallocated staging buffer for its batches."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        module: torch.jit.ScriptModule,
+        device: torch.device,
+        batching: BatchingConfig,
+    ) -> None:
+        self.card = card
+        self.module = module
+        self.device = device
+        self.batching = batching
+        self.batcher: DynamicBatcher | None = None
+        staging = torch.empty((batching.max_batch_size, card.input.features), dtype=torch.float32)
+        # Pinned host memory makes the one host-to-device copy per batch asynchronous.
+        self._staging = staging.pin_memory() if device.type == "cuda" else staging
+        self._staging_array = self._staging.numpy()
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> int:
+        return self.card.version
+
+    def run_batch(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
+        """Stack the blocks once, move them to the device once, run, bring outputs back once."""
+        rows = sum(len(block) for block in blocks)
+        if rows > len(self._staging_array):
+            raise ValueError(f"batch of {rows} rows exceeds max_batch_size")
+        np.concatenate(blocks, axis=0, out=self._staging_array[:rows])
+        inputs = self._staging[:rows]
+        if self.device.type == "cuda":
+            inputs = inputs.to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            outputs = self.module(inputs)
+        return outputs.to("cpu").numpy()  # the one device-to-host sync of the batch
+
+    def warm_up(self) -> None:
+        """A few forward passes at batch sizes up to the max, so the first request is not slow."""
+        sizes = sorted(
+            {1, 2, 8, 32, self.batching.max_batch_size}
+            & set(range(1, self.batching.max_batch_size + 1))
+        )
+        for size in sizes:
+            self.run_batch([np.zeros((size, self.card.input.features), dtype=np.float32)])
+
+
+@dataclass
+class ModelEntry:
+    """Every version of one model name: loaded ones and failed ones with their reasons."""
+
+    name: str
+    loaded: dict[int, LoadedModel] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def versions(self) -> list[int]:
+        return sorted({*self.loaded, *self.failed})
+
+    @property
+    def default_version(self) -> int | None:
+        """The highest version that loaded."""
+        return max(self.loaded, default=None)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.loaded)
+
+    def reason(self) -> str:
+        return "; ".join(f"version {v}: {why}" for v, why in sorted(self.failed.items()))
+
+
+def load_version(
+    version_dir: Path, name: str, device: torch.device, batching: BatchingConfig, warmup: bool
+) -> LoadedModel:
+    """Validate the card, verify the hash *before* unpickling anything, load, warm up."""
+    try:
+        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
+    except FileNotFoundError:
+        raise LoadError(f"{CARD_FILE} is missing") from None
+    except ValidationError as error:
+        raise LoadError(f"{CARD_FILE} is invalid: {error.errors()[0]['msg']}") from None
+    if card.name != name or str(card.version) != version_dir.name:
+        raise LoadError(
+            f"{CARD_FILE} says {card.name}/{card.version}, but it lies in {name}/{version_dir.name}"
+        )
+    model_path = version_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise LoadError(f"{MODEL_FILE} is missing")
+    if (digest := sha256_of(model_path)) != card.sha256:
+        raise LoadError(f"sha256 of {MODEL_FILE} is {digest}, the card says {card.sha256}")
+    try:
+        module = jit.load(model_path, device).eval()
+    except Exception as error:  # corrupt archive: torch raises RuntimeError and friends
+        raise LoadError(f"{MODEL_FILE} cannot be loaded: {str(error).splitlines()[0]}") from None
+    model = LoadedModel(card, module, device, batching)
+    if warmup:
+        try:
+            model.warm_up()
+        except Exception as error:
+            raise LoadError(f"warm-up forward pass failed: {str(error).splitlines()[-1]}") from None
+    return model
+
+
+class ModelRegistry:
+    """All models of a repository root, loaded onto one device, each version with a batcher."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.models
+        self.device = resolve_device(settings.device)
+        self.entries: dict[str, ModelEntry] = {}
+        self.loaded = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded.is_set()
+
+    def scan(self) -> dict[str, ModelEntry]:
+        """Load every version under the root (blocking: call it off the event loop)."""
+        entries: dict[str, ModelEntry] = {}
+        if not self.root.is_dir():
+            log.error("model repository %s does not exist", self.root)
+            return entries
+        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if model_dir.name.startswith("."):
+                continue
+            entries[model_dir.name] = self._load_model(model_dir)
+        return entries
+
+    def _load_model(self, model_dir: Path) -> ModelEntry:
+        entry = ModelEntry(model_dir.name)
+        versions = sorted(
+            (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+            key=lambda p: int(p.name),
+        )
+        try:
+            batching = read_batching_config(
+                model_dir / CONFIG_FILE,
+                self.settings.max_batch_size,
+                self.settings.max_queue_delay_ms / 1e3,
+            )
+        except (ConfigSyntaxError, ValueError, IndexError) as error:
+            for version_dir in versions:
+                entry.failed[int(version_dir.name)] = f"{CONFIG_FILE} is invalid: {error}"
+            return entry
+        for version_dir in versions:
+            version = int(version_dir.name)
+            try:
+                entry.loaded[version] = load_version(
+                    version_dir, entry.name, self.device, batching, self.settings.warmup
+                )
+            except LoadError as error:
+                entry.failed[version] = str(error)
+                log.error("model %s version %d not loaded: %s", entry.name, version, error)
+        return entry
+
+    async def start(self) -> None:
+        """Load the repository in a thread, then start one batcher per loaded version."""
+        entries = await asyncio.to_thread(self.scan)
+        for entry in entries.values():
+            for model in entry.loaded.values():
+                model.batcher = DynamicBatcher(
+                    model.run_batch,
+                    name=f"{model.name}/{model.version}",
+                    max_batch_size=model.batching.max_batch_size,
+                    max_queue_delay_s=model.batching.max_queue_delay_s,
+                    max_queue_size=self.settings.max_queue_size,
+                )
+                model.batcher.start()
+                log.info(
+                    "model %s version %d ready on %s (max_batch_size=%d, max_queue_delay=%gms)",
+                    model.name,
+                    model.version,
+                    self.device,
+                    model.batching.max_batch_size,
+                    model.batching.max_queue_delay_s * 1e3,
+                )
+        self.entries = entries
+        self.loaded.set()
+
+    async def stop(self) -> None:
+        for entry in self.entries.values():
+            for model in entry.loaded.values():
+                if model.batcher is not None:
+                    await model.batcher.stop()
+
+    def entry(self, name: str) -> ModelEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self.entries)) or "none"
+            raise ModelNotFound(f"unknown model {name!r}; models: {known}") from None
+
+    def get(self, name: str, version: str | None = None) -> LoadedModel:
+        """The requested version (default: the highest loaded one), ready to serve."""
+        entry = self.entry(name)
+        if version is None:
+            if entry.default_version is None:
+                raise ModelNotReady(f"model {name!r} is not ready: {entry.reason()}")
+            return entry.loaded[entry.default_version]
+        if not version.isdigit() or int(version) not in entry.versions:
+            listed = ", ".join(str(v) for v in entry.versions)
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {listed}")
+        if int(version) in entry.failed:
+            raise ModelNotReady(
+                f"model {name!r} version {version} is not ready: {entry.failed[int(version)]}"
+            )
+        return entry.loaded[int(version)]

@@ -1,0 +1,128 @@
+"""KServe v1 / TF-Serving: `POST /v1/models/{name}:predict`, model list and status."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+
+from service.errors import ModelNotFound, UnsupportedMediaType
+from service.inference import infer_rows
+from service.repository import ModelEntry, ModelRegistry
+from service.routes.openapi import INFERENCE_ERRORS, errors, with_json_body
+from service.schemas import (
+    V1ModelList,
+    V1ModelStatus,
+    V1PredictRequest,
+    V1PredictResponse,
+    VersionStats,
+)
+from service.settings import Settings
+from service.tensors import decode_v1_instances, v1_predictions
+
+PREDICT_DOC = with_json_body(V1PredictRequest, "Feature vectors in the model's raw units.")
+
+
+def split_verb(target: str) -> tuple[str, str]:
+    """`iris:predict` -> ("iris", "predict"): a path parameter fills a whole segment."""
+    name, sep, verb = target.rpartition(":")
+    if not sep or not name:
+        raise ModelNotFound(f"unknown endpoint {target!r}; use /v1/models/<name>:predict")
+    return name, verb
+
+
+def require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media and media != "application/json":
+        raise UnsupportedMediaType(
+            f"content type {media!r} is not supported here; send application/json"
+            + (
+                " (images go to :predict-image)"
+                if media.startswith(("image/", "multipart/"))
+                else ""
+            )
+        )
+
+
+class V1Controller(Controller):
+    path = "/v1/models"
+    tags = ["KServe v1"]
+
+    @get("/", summary="List models")
+    async def list_models(self, registry: ModelRegistry) -> V1ModelList:
+        return V1ModelList(models=sorted(registry.entries))
+
+    @get("/{name:str}", summary="Model status, card and batching counters", responses=errors(404))
+    async def model_status(self, name: str, registry: ModelRegistry) -> V1ModelStatus:
+        return model_status(registry.entry(name))
+
+    @post(
+        "/{target:str}",
+        status_code=200,
+        summary="Predict (POST /v1/models/{name}:predict)",
+        operation_class=PREDICT_DOC,
+        responses=INFERENCE_ERRORS,
+    )
+    async def predict(
+        self, request: Request, target: str, registry: ModelRegistry, settings: Settings
+    ) -> V1PredictResponse:
+        name, verb = split_verb(target)
+        return await self._predict(request, registry, settings, name, None, verb)
+
+    @post(
+        "/{name:str}/versions/{target:str}",
+        status_code=200,
+        summary="Predict with a version (POST /v1/models/{name}/versions/{v}:predict)",
+        operation_class=PREDICT_DOC,
+        responses=INFERENCE_ERRORS,
+    )
+    async def predict_version(
+        self, request: Request, name: str, target: str, registry: ModelRegistry, settings: Settings
+    ) -> V1PredictResponse:
+        version, verb = split_verb(target)
+        return await self._predict(request, registry, settings, name, version, verb)
+
+    async def _predict(
+        self,
+        request: Request,
+        registry: ModelRegistry,
+        settings: Settings,
+        name: str,
+        version: str | None,
+        verb: str,
+    ) -> V1PredictResponse:
+        if verb != "predict":
+            raise ModelNotFound(f"unknown verb {verb!r}; use :predict")
+        model = registry.get(name, version)
+        require_json(request)
+        rows = decode_v1_instances(await request.body(), model.card, settings.max_rows_per_request)
+        outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+        return V1PredictResponse(
+            model_name=model.name,
+            model_version=str(model.version),
+            predictions=v1_predictions(model.card, outputs),
+        )
+
+
+def model_status(entry: ModelEntry) -> V1ModelStatus:
+    default = entry.default_version
+    card = entry.loaded[default].card.model_dump(mode="json") if default is not None else None
+    stats = {}
+    for version, model in entry.loaded.items():
+        if model.batcher is not None:
+            counters = model.batcher.stats
+            stats[str(version)] = VersionStats(
+                rows_inferred=counters.rows_inferred,
+                batches=counters.batches,
+                queued_rows=counters.queued_rows,
+                max_batch_size=model.batcher.max_batch_size,
+                max_queue_delay_ms=model.batcher.max_queue_delay_s * 1e3,
+            )
+    return V1ModelStatus(
+        name=entry.name,
+        ready=entry.ready,
+        versions=[str(v) for v in entry.versions],
+        default_version=str(default) if default is not None else None,
+        card=card,
+        reason=entry.reason() or None,
+        failed_versions={str(v): why for v, why in entry.failed.items()},
+        stats=stats,
+    )

@@ -1,0 +1,167 @@
+"""The Open Inference Protocol v2 (KServe v2 / Triton HTTP), with the binary tensor extension."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from service.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
+from service.inference import infer_rows
+from service.repository import LoadedModel, ModelRegistry
+from service.routes.openapi import INFERENCE_ERRORS, errors, with_json_body
+from service.schemas import (
+    TensorMetadata,
+    V2InferRequest,
+    V2InferResponse,
+    V2ModelMetadata,
+    V2ModelReady,
+    V2ResponseTensor,
+    V2ServerMetadata,
+)
+from service.settings import Settings
+from service.tensors import V2Payload, decode_v2_request
+
+SERVER_NAME = "mlp-serve"
+SERVER_VERSION = "0.1.0"
+EXTENSIONS = ["binary_tensor_data"]
+PLATFORM = "pytorch_libtorch"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+INFER_DOC = with_json_body(
+    V2InferRequest,
+    "An OIP inference request. With the binary tensor data extension the body is this JSON "
+    f"(its length in the {HEADER_LENGTH} header) followed by the raw tensor bytes.",
+)
+
+
+class HealthController(Controller):
+    path = "/v2"
+    tags = ["Open Inference Protocol v2"]
+
+    @get("/", summary="Server metadata")
+    async def server_metadata(self) -> V2ServerMetadata:
+        return V2ServerMetadata(name=SERVER_NAME, version=SERVER_VERSION, extensions=EXTENSIONS)
+
+    @get("/health/live", summary="Liveness")
+    async def live(self) -> dict[str, bool]:
+        return {"live": True}
+
+    @get(
+        "/health/ready",
+        summary="Readiness: every loadable model loaded and warmed up",
+        responses=errors(503),
+    )
+    async def ready(self, registry: ModelRegistry) -> dict[str, bool]:
+        if not registry.ready:
+            raise ModelNotReady("models are still loading")
+        return {"ready": True}
+
+
+class V2ModelController(Controller):
+    path = "/v2/models/{name:str}"
+    tags = ["Open Inference Protocol v2"]
+
+    @get(["/", "/versions/{version:str}"], summary="Model metadata", responses=errors(404, 503))
+    async def metadata(
+        self, name: str, registry: ModelRegistry, version: str | None = None
+    ) -> V2ModelMetadata:
+        model = registry.get(name, version)
+        entry = registry.entry(name)
+        card = model.card
+        return V2ModelMetadata(
+            name=name,
+            versions=[str(v) for v in sorted(entry.loaded)],
+            platform=PLATFORM,
+            inputs=[TensorMetadata(card.input.name, card.input.datatype, card.input.shape)],
+            outputs=[TensorMetadata(card.output.name, card.output.datatype, card.output.shape)],
+        )
+
+    @get(
+        ["/ready", "/versions/{version:str}/ready"],
+        summary="Model readiness",
+        responses=errors(404, 503),
+    )
+    async def model_ready(
+        self, name: str, registry: ModelRegistry, version: str | None = None
+    ) -> V2ModelReady:
+        registry.get(name, version)  # 404 unknown, 503 (with the reason) not ready
+        return V2ModelReady(name=name, ready=True)
+
+    @post(
+        ["/infer", "/versions/{version:str}/infer"],
+        status_code=200,
+        summary="Inference",
+        operation_class=INFER_DOC,
+        responses=INFERENCE_ERRORS,
+    )
+    async def infer(
+        self,
+        request: Request,
+        name: str,
+        registry: ModelRegistry,
+        settings: Settings,
+        version: str | None = None,
+    ) -> Response[V2InferResponse]:
+        model = registry.get(name, version)
+        header_length = request.headers.get(HEADER_LENGTH)
+        require_inference_media(request, binary=header_length is not None)
+        payload = decode_v2_request(
+            await request.body(), header_length, model.card, settings.max_rows_per_request
+        )
+        timeout_s = request_timeout(payload, settings)
+        outputs = await infer_rows(request, model, payload.rows, timeout_s)
+        return encode_response(model, payload, outputs)
+
+
+def require_inference_media(request: Request, binary: bool) -> None:
+    """No Content-Type is JSON (tritonclient sends none); binary framing may say octet-stream."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = {"", "application/json"} | ({"application/octet-stream"} if binary else set())
+    if media not in allowed:
+        raise UnsupportedMediaType(
+            f"content type {media!r} is not supported; send "
+            f"application/json (or the binary tensor data extension)"
+        )
+
+
+def request_timeout(payload: V2Payload, settings: Settings) -> float:
+    """The `timeout` parameter (microseconds, as in Triton), capped by the server's own."""
+    timeout_us = payload.request.parameters.get("timeout")
+    if timeout_us is None:
+        return settings.request_timeout_s
+    if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
+        raise InvalidInput("parameter 'timeout' must be a positive integer of microseconds")
+    return min(settings.request_timeout_s, timeout_us / 1e6)
+
+
+def encode_response(model: LoadedModel, payload: V2Payload, outputs) -> Response:  # type: ignore[no-untyped-def]
+    spec = model.card.output
+    shape = list(outputs.shape)
+    if payload.binary_output:
+        raw = outputs.astype("<f4", copy=False).tobytes()
+        tensor = V2ResponseTensor(
+            name=spec.name,
+            datatype=spec.datatype,
+            shape=shape,
+            parameters={"binary_data_size": len(raw)},
+        )
+    else:
+        raw = b""
+        tensor = V2ResponseTensor(
+            name=spec.name, datatype=spec.datatype, shape=shape, data=outputs.reshape(-1).tolist()
+        )
+    header = msgspec.json.encode(
+        V2InferResponse(
+            model_name=model.name,
+            model_version=str(model.version),
+            outputs=[tensor],
+            id=payload.request.id,
+        )
+    )
+    if not raw:
+        return Response(header, status_code=200, media_type="application/json")
+    return Response(
+        header + raw,
+        status_code=200,
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )

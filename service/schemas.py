@@ -1,0 +1,145 @@
+"""Wire types: what clients send and receive, as msgspec structs (fast to decode, documented).
+
+KServe v1 / TF-Serving (`/v1/...`) and the Open Inference Protocol v2 (`/v2/...`), whose JSON
+shapes follow the KServe and Triton specifications so their clients work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct, field
+
+
+class ErrorResponse(Struct):
+    error: str
+
+
+# KServe v1 ------------------------------------------------------------------------------
+
+
+class V1PredictRequest(Struct, forbid_unknown_fields=False):
+    """`{"instances": [[...], ...]}`: each instance one feature vector in the model's raw units."""
+
+    instances: list[list[float]]
+
+
+class Prediction(Struct, omit_defaults=True):
+    """A classifier's `label`, `class_name` and `probabilities`, or a regressor's `value`."""
+
+    label: int | None = None
+    class_name: str | None = None
+    probabilities: list[float] | None = None
+    value: float | None = None
+
+
+class V1PredictResponse(Struct):
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class V1ModelList(Struct):
+    models: list[str]
+
+
+class VersionStats(Struct):
+    """Batching counters of one loaded version: rows_inferred / batches is the mean batch size."""
+
+    rows_inferred: int
+    batches: int
+    queued_rows: int
+    max_batch_size: int
+    max_queue_delay_ms: float
+
+
+class V1ModelStatus(Struct):
+    name: str
+    ready: bool
+    versions: list[str]
+    default_version: str | None
+    card: dict[str, Any] | None
+    reason: str | None = None
+    failed_versions: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, VersionStats] = field(default_factory=dict)
+
+
+# Open Inference Protocol v2 -------------------------------------------------------------
+
+
+class TensorMetadata(Struct):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(Struct):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class V2ServerMetadata(Struct):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2ModelReady(Struct):
+    name: str
+    ready: bool
+
+
+class V2RequestTensor(Struct, omit_defaults=True):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class V2RequestedOutput(Struct, omit_defaults=True):
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class V2InferRequest(Struct, omit_defaults=True):
+    inputs: list[V2RequestTensor]
+    id: str | None = None
+    outputs: list[V2RequestedOutput] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class V2ResponseTensor(Struct, omit_defaults=True):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[float] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferResponse(Struct, omit_defaults=True):
+    model_name: str
+    model_version: str
+    outputs: list[V2ResponseTensor]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def inline_json_schema(struct: type[Struct]) -> dict[str, Any]:
+    """The JSON Schema of `struct` with every `$ref` inlined, to embed in an OpenAPI operation."""
+    (root,), definitions = msgspec.json.schema_components([struct], ref_template="{name}")
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(root)

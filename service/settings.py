@@ -1,0 +1,45 @@
+"""Every setting of the service, in one place: `SERVE_*` environment variables or CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    """Defaults were chosen by measurement on a 2-core machine; see README's Configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    models: Path = Field(Path("models"), description="model repository root")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N")
+    torch_threads: int = Field(1, ge=1, description="intra-op threads per forward pass")
+
+    max_batch_size: int = Field(
+        64, ge=1, description="rows per forward pass, where config.pbtxt does not say"
+    )
+    max_queue_delay_ms: float = Field(
+        1.0, ge=0, description="longest wait of the oldest queued row, where config.pbtxt is silent"
+    )
+    max_queue_size: int = Field(4096, ge=1, description="queued rows per model version before 503")
+    request_timeout_s: float = Field(30.0, gt=0, description="queue + inference time before 504")
+    max_rows_per_request: int = Field(4096, ge=1, description="rows in one request before 413")
+    max_body_bytes: int = Field(16 * MiB, ge=1024, description="request body size before 413")
+    warmup: bool = Field(True, description="run forward passes at several batch sizes on load")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        kind = value.split(":", 1)[0]
+        if kind not in ("auto", "cpu", "cuda"):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
