@@ -207,7 +207,8 @@ def _check_kind(values: np.ndarray, datatype: str, dtype: np.dtype) -> None:
             )
         )
     else:
-        ok = kind in "iuf"
+        with np.errstate(over="ignore"):
+            ok = kind in "iuf" and bool(np.isfinite(values.astype(dtype)).all())
     if not ok:
         raise InvalidInput(f"data does not hold {datatype} values (numbers of that type and range)")
 
