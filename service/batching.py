@@ -65,23 +65,35 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
         self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
 
-    async def stop(self) -> None:
-        """Stop taking batches; whatever is still queued is answered 503."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Refuse new requests, finish the queued and in-flight ones, then stop the worker.
+
+        Whatever is still queued after `timeout_s` is answered 503.
+        """
+        self._closing = True
+        self._arrived.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop_task), timeout_s)
+            except TimeoutError:
+                self._loop_task.cancel()
+                await asyncio.gather(self._loop_task, return_exceptions=True)
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
-                pending.future.set_exception(Unavailable(f"model {self.name} is unloading"))
+                pending.future.set_exception(self._unavailable())
         self.stats.queued_rows = 0
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    def _unavailable(self) -> Unavailable:
+        return Unavailable(f"model {self.name} is unloading; retry on another version or later")
 
     # the client side ---------------------------------------------------------------------
 
@@ -92,6 +104,8 @@ class DynamicBatcher:
         when the queue is full, TimedOut after `timeout_s`; on either, or when the caller is
         cancelled, entries whose batch has not started leave the queue.
         """
+        if self._closing:
+            raise self._unavailable()
         if self.stats.queued_rows + len(rows) > self.max_queue_size:
             raise Overloaded(
                 f"model {self.name} has {self.stats.queued_rows} rows queued "
@@ -132,23 +146,27 @@ class DynamicBatcher:
     # the batching loop -------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        while True:
-            batch = await self._next_batch()
+        while (batch := await self._next_batch()) is not None:
             try:
                 await self._execute(batch)
             except Exception:  # never let one batch stop the loop
                 log.exception("batcher %s: unexpected error", self.name)
 
-    async def _next_batch(self) -> list[_Pending]:
-        """Wait for the first entry, then until the batch is full or the oldest is due."""
+    async def _next_batch(self) -> list[_Pending] | None:
+        """Wait for the first entry, then until the batch is full or the oldest is due.
+
+        None once the batcher is closing and its queue is empty.
+        """
         loop = asyncio.get_running_loop()
         while True:
             self._drop_withdrawn_head()
             if not self._queue:
+                if self._closing:
+                    return None
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if self.stats.queued_rows >= self.max_batch_size:
+            if self.stats.queued_rows >= self.max_batch_size or self._closing:
                 return self._cut_batch()
             remaining = self._queue[0].enqueued_at + self.max_queue_delay_s - loop.time()
             if remaining <= 0:
@@ -187,6 +205,11 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         try:
             outputs = await loop.run_in_executor(self._executor, self._forward, batch)
+        except asyncio.CancelledError:  # stopped mid-batch: nobody may wait forever
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(self._unavailable())
+            raise
         except Exception as error:
             log.warning(
                 "batcher %s: batch of %d requests failed (%s); retrying one by one",

@@ -1,0 +1,276 @@
+"""The batcher on its own: plain functions as models, threading events as gates."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from service.batching import DynamicBatcher, summarize
+from service.errors import InferenceFailed, Overloaded, TimedOut, Unavailable
+
+
+class Model:
+    """Doubles its input; records every batch; can be held on a gate; raises on a negative row."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
+        self.entered.release()
+        self.gate.wait(timeout=30)
+        rows = np.concatenate(blocks)
+        self.batches.append(len(rows))
+        if (rows < 0).any():
+            raise RuntimeError("negative input\nsecond line of a long trace")
+        return rows * 2
+
+
+def make(model: Model, **options: float) -> DynamicBatcher:
+    settings = {"max_batch_size": 8, "max_queue_delay_s": 0.0, "max_queue_size": 64} | options
+    return DynamicBatcher(model, name="test", **settings)  # type: ignore[arg-type]
+
+
+def rows(*values: float) -> np.ndarray:
+    return np.array([[v] for v in values], dtype=np.float32)
+
+
+async def hold(batcher: DynamicBatcher, model: Model) -> asyncio.Task[np.ndarray]:
+    """Start a request and keep its batch inside the model until `model.gate` is set."""
+    model.gate.clear()
+    task = asyncio.create_task(batcher.infer(rows(0), timeout_s=30))
+    await asyncio.to_thread(model.entered.acquire)
+    return task
+
+
+async def until_queued(batcher: DynamicBatcher, count: int) -> None:
+    while batcher.stats.queued_rows != count:
+        await asyncio.sleep(0)
+
+
+def run(coroutine_function) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(asyncio.wait_for(coroutine_function(), timeout=30))
+
+
+def test_concurrent_requests_are_coalesced() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        tasks = [asyncio.create_task(batcher.infer(rows(i), 30)) for i in range(1, 6)]
+        await until_queued(batcher, 5)
+        model.gate.set()
+        results = await asyncio.gather(*tasks)
+        await held
+        assert [r.item() for r in results] == [2.0, 4.0, 6.0, 8.0, 10.0]
+        assert model.batches == [1, 5]
+        assert (batcher.stats.batches, batcher.stats.rows_inferred) == (2, 6)
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batch_is_cut_at_max_batch_size_and_big_requests_are_split() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model, max_batch_size=4)
+        batcher.start()
+        held = await hold(batcher, model)
+        big = asyncio.create_task(batcher.infer(rows(*range(10)), 30))
+        await until_queued(batcher, 10)
+        model.gate.set()
+        result = await big
+        await held
+        assert result[:, 0].tolist() == [2.0 * v for v in range(10)]
+        assert model.batches == [1, 4, 4, 2]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_full_batch_does_not_wait_for_the_queue_delay() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model, max_batch_size=4, max_queue_delay_s=600)
+        batcher.start()
+        # Four rows fill a batch: cut at once, long before the 10-minute delay.
+        results = await asyncio.wait_for(
+            asyncio.gather(*(batcher.infer(rows(i), 700) for i in range(4))), timeout=20
+        )
+        assert len(results) == 4
+        assert model.batches == [4]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_partial_batch_waits_for_more_within_the_delay() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model, max_batch_size=4, max_queue_delay_s=600)
+        batcher.start()
+        first = asyncio.create_task(batcher.infer(rows(1), 700))
+        await until_queued(batcher, 1)
+        for _ in range(10):  # the loop gets many chances to cut; it must keep waiting
+            await asyncio.sleep(0)
+        assert model.batches == []
+        rest = [asyncio.create_task(batcher.infer(rows(i), 700)) for i in (2, 3, 4)]
+        await asyncio.gather(first, *rest)
+        assert model.batches == [4]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        good = [asyncio.create_task(batcher.infer(rows(v), 30)) for v in (1, 2)]
+        bad = asyncio.create_task(batcher.infer(rows(-1), 30))
+        await until_queued(batcher, 3)
+        model.gate.set()
+        assert [(await t).item() for t in good] == [2.0, 4.0]
+        with pytest.raises(InferenceFailed, match="second line of a long trace"):
+            await bad
+        await held
+        assert model.batches == [1, 3, 1, 1, 1]  # the failed batch, then one by one
+        assert batcher.stats.failed_batches == 1
+        assert (await batcher.infer(rows(5), 30)).item() == 10.0
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_full_queue_is_refused() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model, max_queue_size=3)
+        batcher.start()
+        held = await hold(batcher, model)
+        queued = asyncio.create_task(batcher.infer(rows(1, 2, 3), 30))
+        await until_queued(batcher, 3)
+        with pytest.raises(Overloaded, match="3 rows queued"):
+            await batcher.infer(rows(4), 30)
+        model.gate.set()
+        await asyncio.gather(held, queued)
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_timed_out_request_leaves_the_queue() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        with pytest.raises(TimedOut):
+            await batcher.infer(rows(7), timeout_s=0.001)
+        assert batcher.stats.queued_rows == 0
+        model.gate.set()
+        await held
+        assert (await batcher.infer(rows(1), 30)).item() == 2.0
+        assert model.batches == [1, 1]  # the timed-out row never reached the model
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_cancelled_request_leaves_the_queue() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        abandoned = asyncio.create_task(batcher.infer(rows(7, 8), 30))
+        await until_queued(batcher, 2)
+        abandoned.cancel()
+        await asyncio.gather(abandoned, return_exceptions=True)
+        assert batcher.stats.queued_rows == 0
+        model.gate.set()
+        await held
+        await batcher.infer(rows(1), 30)
+        assert model.batches == [1, 1]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_stop_finishes_queued_requests_and_refuses_new_ones() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        queued = asyncio.create_task(batcher.infer(rows(1), 30))
+        await until_queued(batcher, 1)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable, match="unloading"):
+            await batcher.infer(rows(2), 30)
+        model.gate.set()
+        assert (await queued).item() == 2.0
+        await asyncio.gather(held, stopping)
+        assert model.batches == [1, 1]
+
+    run(scenario)
+
+
+def test_stop_does_not_wait_out_the_queue_delay() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model, max_queue_delay_s=600)
+        batcher.start()
+        waiting = asyncio.create_task(batcher.infer(rows(3), 700))
+        await until_queued(batcher, 1)
+        await asyncio.wait_for(batcher.stop(), timeout=20)  # not the 10-minute delay
+        assert (await waiting).item() == 6.0
+
+    run(scenario)
+
+
+def test_stop_after_its_timeout_answers_the_rest_with_503() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        queued = asyncio.create_task(batcher.infer(rows(1), 30))
+        await until_queued(batcher, 1)
+        stopping = asyncio.create_task(batcher.stop(timeout_s=0.001))
+        with pytest.raises(Unavailable):
+            await queued
+        model.gate.set()
+        await stopping
+        with pytest.raises(Unavailable):  # its batch was cut short: answered, not lost
+            await held
+
+    run(scenario)
+
+
+def test_summarize_keeps_the_last_line_only() -> None:
+    assert summarize(RuntimeError("Traceback of TorchScript\n  File x\nValueError: boom")) == (
+        "ValueError: boom"
+    )
+    assert summarize(RuntimeError("")) == "RuntimeError"
