@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows
@@ -47,11 +49,13 @@ class V1Controller(Controller):
     tags = ["KServe v1"]
 
     @get("/", summary="List models")
-    async def list_models(self, registry: ModelRegistry) -> V1ModelList:
+    async def list_models(self, registry: NamedDependency[ModelRegistry]) -> V1ModelList:
         return V1ModelList(models=sorted(registry.entries))
 
     @get("/{name:str}", summary="Model status, card and batching counters", responses=errors(404))
-    async def model_status(self, name: str, registry: ModelRegistry) -> V1ModelStatus:
+    async def model_status(
+        self, name: FromPath[str], registry: NamedDependency[ModelRegistry]
+    ) -> V1ModelStatus:
         return model_status(registry.entry(name))
 
     @post(
@@ -62,7 +66,11 @@ class V1Controller(Controller):
         responses=INFERENCE_ERRORS,
     )
     async def predict(
-        self, request: Request, target: str, registry: ModelRegistry, settings: Settings
+        self,
+        request: Request,
+        target: FromPath[str],
+        registry: NamedDependency[ModelRegistry],
+        settings: NamedDependency[Settings],
     ) -> V1PredictResponse:
         name, verb = split_verb(target)
         return await self._predict(request, registry, settings, name, None, verb)
@@ -75,7 +83,12 @@ class V1Controller(Controller):
         responses=INFERENCE_ERRORS,
     )
     async def predict_version(
-        self, request: Request, name: str, target: str, registry: ModelRegistry, settings: Settings
+        self,
+        request: Request,
+        name: FromPath[str],
+        target: FromPath[str],
+        registry: NamedDependency[ModelRegistry],
+        settings: NamedDependency[Settings],
     ) -> V1PredictResponse:
         version, verb = split_verb(target)
         return await self._predict(request, registry, settings, name, version, verb)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from service.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
 from service.inference import infer_rows
@@ -50,44 +52,50 @@ class HealthController(Controller):
         summary="Readiness: every loadable model loaded and warmed up",
         responses=errors(503),
     )
-    async def ready(self, registry: ModelRegistry) -> dict[str, bool]:
+    async def ready(self, registry: NamedDependency[ModelRegistry]) -> dict[str, bool]:
         if not registry.ready:
             raise ModelNotReady("models are still loading")
         return {"ready": True}
 
 
 class V2ModelController(Controller):
+    """Each endpoint twice: for the default version and for an explicit one."""
+
     path = "/v2/models/{name:str}"
     tags = ["Open Inference Protocol v2"]
 
-    @get(["/", "/versions/{version:str}"], summary="Model metadata", responses=errors(404, 503))
+    @get("/", summary="Model metadata", responses=errors(404, 503))
     async def metadata(
-        self, name: str, registry: ModelRegistry, version: str | None = None
+        self, name: FromPath[str], registry: NamedDependency[ModelRegistry]
     ) -> V2ModelMetadata:
-        model = registry.get(name, version)
-        entry = registry.entry(name)
-        card = model.card
-        return V2ModelMetadata(
-            name=name,
-            versions=[str(v) for v in sorted(entry.loaded)],
-            platform=PLATFORM,
-            inputs=[TensorMetadata(card.input.name, card.input.datatype, card.input.shape)],
-            outputs=[TensorMetadata(card.output.name, card.output.datatype, card.output.shape)],
-        )
+        return model_metadata(registry, name, None)
+
+    @get("/versions/{version:str}", summary="Model version metadata", responses=errors(404, 503))
+    async def version_metadata(
+        self, name: FromPath[str], version: FromPath[str], registry: NamedDependency[ModelRegistry]
+    ) -> V2ModelMetadata:
+        return model_metadata(registry, name, version)
+
+    @get("/ready", summary="Model readiness", responses=errors(404, 503))
+    async def ready(
+        self, name: FromPath[str], registry: NamedDependency[ModelRegistry]
+    ) -> V2ModelReady:
+        registry.get(name)  # 404 unknown, 503 (with the reason) not ready
+        return V2ModelReady(name=name, ready=True)
 
     @get(
-        ["/ready", "/versions/{version:str}/ready"],
-        summary="Model readiness",
+        "/versions/{version:str}/ready",
+        summary="Model version readiness",
         responses=errors(404, 503),
     )
-    async def model_ready(
-        self, name: str, registry: ModelRegistry, version: str | None = None
+    async def version_ready(
+        self, name: FromPath[str], version: FromPath[str], registry: NamedDependency[ModelRegistry]
     ) -> V2ModelReady:
-        registry.get(name, version)  # 404 unknown, 503 (with the reason) not ready
+        registry.get(name, version)
         return V2ModelReady(name=name, ready=True)
 
     @post(
-        ["/infer", "/versions/{version:str}/infer"],
+        "/infer",
         status_code=200,
         summary="Inference",
         operation_class=INFER_DOC,
@@ -96,20 +104,50 @@ class V2ModelController(Controller):
     async def infer(
         self,
         request: Request,
-        name: str,
-        registry: ModelRegistry,
-        settings: Settings,
-        version: str | None = None,
+        name: FromPath[str],
+        registry: NamedDependency[ModelRegistry],
+        settings: NamedDependency[Settings],
     ) -> Response[V2InferResponse]:
-        model = registry.get(name, version)
-        header_length = request.headers.get(HEADER_LENGTH)
-        require_inference_media(request, binary=header_length is not None)
-        payload = decode_v2_request(
-            await request.body(), header_length, model.card, settings.max_rows_per_request
-        )
-        timeout_s = request_timeout(payload, settings)
-        outputs = await infer_rows(request, model, payload.rows, timeout_s)
-        return encode_response(model, payload, outputs)
+        return await infer(request, registry.get(name), settings)
+
+    @post(
+        "/versions/{version:str}/infer",
+        status_code=200,
+        summary="Inference on a version",
+        operation_class=INFER_DOC,
+        responses=INFERENCE_ERRORS,
+    )
+    async def version_infer(
+        self,
+        request: Request,
+        name: FromPath[str],
+        version: FromPath[str],
+        registry: NamedDependency[ModelRegistry],
+        settings: NamedDependency[Settings],
+    ) -> Response[V2InferResponse]:
+        return await infer(request, registry.get(name, version), settings)
+
+
+def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V2ModelMetadata:
+    card = registry.get(name, version).card
+    return V2ModelMetadata(
+        name=name,
+        versions=[str(v) for v in sorted(registry.entry(name).loaded)],
+        platform=PLATFORM,
+        inputs=[TensorMetadata(card.input.name, card.input.datatype, card.input.shape)],
+        outputs=[TensorMetadata(card.output.name, card.output.datatype, card.output.shape)],
+    )
+
+
+async def infer(request: Request, model: LoadedModel, settings: Settings) -> Response:
+    """Decode (JSON or binary tensors), run through the batcher, encode as the client asked."""
+    header_length = request.headers.get(HEADER_LENGTH)
+    require_inference_media(request, binary=header_length is not None)
+    payload = decode_v2_request(
+        await request.body(), header_length, model.card, settings.max_rows_per_request
+    )
+    outputs = await infer_rows(request, model, payload.rows, request_timeout(payload, settings))
+    return encode_response(model, payload, outputs)
 
 
 def require_inference_media(request: Request, binary: bool) -> None:
