@@ -14,7 +14,7 @@ from service.__main__ import main as serve_main
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import BUNDLED_MODELS
-from tests.service.fixture_models import GatedModel, Gate, write_config, write_scripted
+from tests.service.fixture_models import Gate, GatedModel, write_config, write_scripted
 
 
 def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
