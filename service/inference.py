@@ -1,13 +1,12 @@
 """Where an HTTP request meets a batcher: run rows, and abandon them if the client goes away.
 
-Litestar does not cancel a handler when its client disconnects, so the handler listens for
-`http.disconnect` itself while it waits; rows whose batch has not started leave the queue.
+Litestar does not cancel a handler when its client disconnects, so a small watcher listens for
+`http.disconnect` and cancels the handler; rows whose batch has not started leave the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import numpy as np
 from litestar import Request
@@ -28,20 +27,21 @@ async def infer_rows(
     """Run `rows` through `model`'s batcher; raise ClientDisconnected if the client leaves."""
     if model.batcher is None:
         raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
-    inference = asyncio.ensure_future(model.batcher.infer(rows, timeout_s))
-    disconnect = asyncio.ensure_future(_wait_for_disconnect(request))
+    handler = asyncio.current_task()
+    assert handler is not None
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, handler))
     try:
-        await asyncio.wait((inference, disconnect), return_when=asyncio.FIRST_COMPLETED)
+        return await model.batcher.infer(rows, timeout_s)
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():  # our own cancellation, not a shutdown
+            handler.uncancel()
+            raise ClientDisconnected("client disconnected") from None
+        raise
     finally:
-        disconnect.cancel()
-    if not inference.done():
-        inference.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await inference
-        raise ClientDisconnected("client disconnected")
-    return inference.result()
+        watcher.cancel()
 
 
-async def _wait_for_disconnect(request: Request) -> None:
+async def _cancel_on_disconnect(request: Request, handler: asyncio.Task) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    handler.cancel()

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         64, ge=1, description="rows per forward pass, where config.pbtxt does not say"
     )
     max_queue_delay_ms: float = Field(
-        1.0, ge=0, description="longest wait of the oldest queued row, where config.pbtxt is silent"
+        0.0, ge=0, description="longest wait of the oldest queued row, where config.pbtxt is silent"
     )
     max_queue_size: int = Field(4096, ge=1, description="queued rows per model version before 503")
     request_timeout_s: float = Field(30.0, gt=0, description="queue + inference time before 504")

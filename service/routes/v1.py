@@ -17,7 +17,6 @@ from service.schemas import (
     V1PredictResponse,
     VersionStats,
 )
-from service.settings import Settings
 from service.tensors import decode_v1_instances, v1_predictions
 
 PREDICT_DOC = with_json_body(V1PredictRequest, "Feature vectors in the model's raw units.")
@@ -70,10 +69,9 @@ class V1Controller(Controller):
         request: Request,
         target: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-        settings: NamedDependency[Settings],
     ) -> V1PredictResponse:
         name, verb = split_verb(target)
-        return await self._predict(request, registry, settings, name, None, verb)
+        return await self._predict(request, registry, name, None, verb)
 
     @post(
         "/{name:str}/versions/{target:str}",
@@ -88,16 +86,14 @@ class V1Controller(Controller):
         name: FromPath[str],
         target: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-        settings: NamedDependency[Settings],
     ) -> V1PredictResponse:
         version, verb = split_verb(target)
-        return await self._predict(request, registry, settings, name, version, verb)
+        return await self._predict(request, registry, name, version, verb)
 
     async def _predict(
         self,
         request: Request,
         registry: ModelRegistry,
-        settings: Settings,
         name: str,
         version: str | None,
         verb: str,
@@ -105,6 +101,7 @@ class V1Controller(Controller):
         if verb != "predict":
             raise ModelNotFound(f"unknown verb {verb!r}; use :predict")
         model = registry.get(name, version)
+        settings = registry.settings
         require_json(request)
         rows = decode_v1_instances(await request.body(), model.card, settings.max_rows_per_request)
         outputs = await infer_rows(request, model, rows, settings.request_timeout_s)

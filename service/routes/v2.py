@@ -106,9 +106,8 @@ class V2ModelController(Controller):
         request: Request,
         name: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-        settings: NamedDependency[Settings],
     ) -> Response[V2InferResponse]:
-        return await infer(request, registry.get(name), settings)
+        return await infer(request, registry.get(name), registry.settings)
 
     @post(
         "/versions/{version:str}/infer",
@@ -123,9 +122,8 @@ class V2ModelController(Controller):
         name: FromPath[str],
         version: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-        settings: NamedDependency[Settings],
     ) -> Response[V2InferResponse]:
-        return await infer(request, registry.get(name, version), settings)
+        return await infer(request, registry.get(name, version), registry.settings)
 
 
 def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V2ModelMetadata:
