@@ -176,8 +176,8 @@ def main() -> None:
         + "\n"
     )
     lines = [
-        "| iris, 1 row/request, c=%d | req/s | p50 ms | p99 ms | mean batch | ready s |"
-        % args.connections,
+        f"| iris, 1 row/request, c={args.connections} | req/s | p50 ms | p99 ms "
+        "| mean batch | ready s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, m in medians.items():
