@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from msgspec import Struct
 
 from service.schemas import ErrorResponse, inline_json_schema
 
 
-def with_json_body(body: type[Struct], description: str) -> type[Operation]:
+def with_json_body(body: type[Struct], description: str, example: Any) -> type[Operation]:
     """An Operation class documenting a JSON body that the handler parses itself (for speed
     and for precise 400/422 errors) rather than through Litestar's `data` parameter."""
     schema = inline_json_schema(body)
@@ -19,7 +20,10 @@ def with_json_body(body: type[Struct], description: str) -> type[Operation]:
     @dataclass
     class OperationWithBody(Operation):
         def __post_init__(self) -> None:
-            media = OpenAPIMediaType(schema=schema)  # type: ignore[arg-type]
+            media = OpenAPIMediaType(
+                schema=schema,  # type: ignore[arg-type]
+                examples={"iris": Example(summary="Two iris flowers", value=example)},
+            )
             self.request_body = RequestBody(
                 content={"application/json": media}, description=description, required=True
             )
@@ -44,3 +48,14 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
 
 
 INFERENCE_ERRORS = errors(400, 404, 413, 415, 422, 500, 503, 504)
+
+
+def success(body: type[Struct], description: str, example: Any) -> dict[int, ResponseSpec]:
+    """Document the 200 answer with an example, beside the inference errors."""
+    spec = ResponseSpec(
+        body,
+        description=description,
+        generate_examples=False,
+        examples=[Example(summary="Two iris flowers", value=example)],
+    )
+    return {200: spec, **INFERENCE_ERRORS}

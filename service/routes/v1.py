@@ -9,7 +9,7 @@ from litestar.params import FromPath
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows
 from service.repository import ModelEntry, ModelRegistry
-from service.routes.openapi import INFERENCE_ERRORS, errors, with_json_body
+from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
     V1ModelList,
     V1ModelStatus,
@@ -19,7 +19,23 @@ from service.schemas import (
 )
 from service.tensors import decode_v1_instances, v1_predictions
 
-PREDICT_DOC = with_json_body(V1PredictRequest, "Feature vectors in the model's raw units.")
+PREDICT_DOC = with_json_body(
+    V1PredictRequest,
+    "Feature vectors in the model's raw units.",
+    {"instances": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]},
+)
+PREDICT_ANSWER = success(
+    V1PredictResponse,
+    "One prediction per instance, in order",
+    {
+        "model_name": "iris",
+        "model_version": "1",
+        "predictions": [
+            {"label": 0, "class_name": "setosa", "probabilities": [0.99, 0.01, 0.0]},
+            {"label": 2, "class_name": "virginica", "probabilities": [0.0, 0.02, 0.98]},
+        ],
+    },
+)
 
 
 def split_verb(target: str) -> tuple[str, str]:
@@ -62,7 +78,7 @@ class V1Controller(Controller):
         status_code=200,
         summary="Predict (POST /v1/models/{name}:predict)",
         operation_class=PREDICT_DOC,
-        responses=INFERENCE_ERRORS,
+        responses=PREDICT_ANSWER,
     )
     async def predict(
         self,
@@ -78,7 +94,7 @@ class V1Controller(Controller):
         status_code=200,
         summary="Predict with a version (POST /v1/models/{name}/versions/{v}:predict)",
         operation_class=PREDICT_DOC,
-        responses=INFERENCE_ERRORS,
+        responses=PREDICT_ANSWER,
     )
     async def predict_version(
         self,

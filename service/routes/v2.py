@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from service.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
 from service.inference import infer_rows
 from service.repository import LoadedModel, ModelRegistry
-from service.routes.openapi import INFERENCE_ERRORS, errors, with_json_body
+from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
     TensorMetadata,
     V2InferRequest,
@@ -32,6 +32,34 @@ INFER_DOC = with_json_body(
     V2InferRequest,
     "An OIP inference request. With the binary tensor data extension the body is this JSON "
     f"(its length in the {HEADER_LENGTH} header) followed by the raw tensor bytes.",
+    {
+        "id": "a1",
+        "inputs": [
+            {
+                "name": "INPUT__0",
+                "shape": [2, 4],
+                "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2, 6.9, 3.1, 5.4, 2.1],
+            }
+        ],
+    },
+)
+INFER_ANSWER = success(
+    V2InferResponse,
+    "The output tensor (JSON data, or binary after the JSON header when asked)",
+    {
+        "model_name": "iris",
+        "model_version": "1",
+        "id": "a1",
+        "outputs": [
+            {
+                "name": "OUTPUT__0",
+                "datatype": "FP32",
+                "shape": [2, 3],
+                "data": [0.99, 0.01, 0.0, 0.0, 0.02, 0.98],
+            }
+        ],
+    },
 )
 
 
@@ -99,7 +127,7 @@ class V2ModelController(Controller):
         status_code=200,
         summary="Inference",
         operation_class=INFER_DOC,
-        responses=INFERENCE_ERRORS,
+        responses=INFER_ANSWER,
     )
     async def infer(
         self,
@@ -114,7 +142,7 @@ class V2ModelController(Controller):
         status_code=200,
         summary="Inference on a version",
         operation_class=INFER_DOC,
-        responses=INFERENCE_ERRORS,
+        responses=INFER_ANSWER,
     )
     async def version_infer(
         self,

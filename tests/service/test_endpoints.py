@@ -215,6 +215,10 @@ def test_openapi_documents_every_endpoint(http) -> None:  # type: ignore[no-unty
     assert set(predict["responses"]) >= {"200", "400", "404", "413", "422", "503", "504"}
     infer = paths["/v2/models/{name}/infer"]["post"]
     assert "inputs" in infer["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    for operation in (predict, infer):
+        body = operation["requestBody"]["content"]["application/json"]
+        assert body["examples"]["iris"]["value"]
+        assert operation["responses"]["200"]["content"]["application/json"]["examples"]
     error_schema = spec["components"]["schemas"]["ErrorResponse"]
     assert error_schema["required"] == ["error"]
 
