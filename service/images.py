@@ -1,0 +1,195 @@
+"""Decode uploaded digit pictures and turn them into MNIST-style rows: pure functions on arrays.
+
+MNIST digits are white on black, fitted in a 20x20 box (aspect kept) and centred by centre of
+mass in 28x28. Uploads are anything but: photos, scans, transparent canvas strokes, chalk on a
+board. The steps, each a function: decode (EXIF, first frame, bomb guard) -> ink map (distance
+from the background colour, so any polarity or ink colour works; transparency composited
+first) -> flatten uneven lighting -> contrast stretch -> crop to the ink -> scale to 20 px ->
+centre by mass in 28x28.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+WORK_SIZE = 256  # longer side of the working image: enough detail, bounded cost
+BOX, CANVAS = 20, 28
+
+
+class ImageError(ValueError):
+    """The file cannot be used as a digit image; the message names what is wrong."""
+
+
+class NotAnImage(ImageError):
+    pass
+
+
+class ImageTooLarge(ImageError):
+    pass
+
+
+class NoDigit(ImageError):
+    pass
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Open, check the declared size *before* decoding pixels, apply EXIF, take frame one."""
+    if not data:
+        raise NotAnImage("the file is empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise NotAnImage(f"not a readable image ({error})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} pixels is more than {max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageError("the image has no pixels")
+    try:
+        image.seek(0)
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"the image data is truncated or corrupt ({error})") from None
+
+
+def to_rgba_array(image: Image.Image) -> np.ndarray:
+    """(H, W, 4) float32 in [0, 1], any mode (16-bit, CMYK and palettes included)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float32)
+        scale = 65535.0 if pixels.max() > 255 else 255.0
+        gray = np.clip(pixels / scale, 0, 1)
+        return np.dstack([gray, gray, gray, np.ones_like(gray)])
+    if image.mode == "F":
+        gray = np.asarray(image, dtype=np.float32)
+        gray = (gray - gray.min()) / max(float(np.ptp(gray)), 1e-6)
+        return np.dstack([gray, gray, gray, np.ones_like(gray)])
+    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+
+
+def shrink(image: Image.Image, longest: int = WORK_SIZE) -> Image.Image:
+    """Downscale (area-averaging) so the longer side is at most `longest`."""
+    scale = longest / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BOX)
+
+
+def composite_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Flatten transparency onto the background that contrasts with the opaque strokes.
+
+    A drawing app's transparent PNG with dark strokes is dark-on-light once flattened; light
+    strokes go onto black. Opaque images pass through.
+    """
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    if alpha.min() > 0.99:
+        return rgb
+    opaque = alpha[..., 0] > 0.5
+    stroke_level = float(rgb[opaque].mean()) if opaque.any() else 0.0
+    background = 1.0 if stroke_level < 0.5 else 0.0
+    return rgb * alpha + background * (1 - alpha)
+
+
+def border_color(rgb: np.ndarray) -> np.ndarray:
+    """The background colour: the median of the outermost pixels."""
+    edges = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    return np.median(edges, axis=0)
+
+
+def ink_map(rgb: np.ndarray) -> np.ndarray:
+    """How far each pixel is from the background colour: ink of any colour and polarity."""
+    distance = np.linalg.norm(rgb - border_color(rgb), axis=2)
+    return distance / np.sqrt(3)
+
+
+def flatten_background(ink: np.ndarray) -> np.ndarray:
+    """Subtract a smooth background estimate (uneven lighting, paper texture, vignettes).
+
+    The estimate is a grey-level opening (strokes are thin, so a minimum filter wider than a
+    stroke removes them) followed by a blur.
+    """
+    size = max(3, (min(ink.shape) // 4) | 1)
+    opened = window_filter(window_filter(ink, size, np.min), size, np.max)
+    background = window_filter(opened, size, np.mean)
+    return np.clip(ink - background, 0, None)
+
+
+def window_filter(values: np.ndarray, size: int, reduce) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A separable size x size min/max/mean filter with edge padding (numpy only)."""
+    half = size // 2
+    out = values
+    for axis in (0, 1):
+        padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=axis)
+        out = reduce(windows, axis=-1)
+    return out.astype(np.float32)
+
+
+def stretch(ink: np.ndarray) -> np.ndarray:
+    """Map noise to 0 and solid ink to 1: thresholds from the ink's own distribution."""
+    high = float(np.percentile(ink, 99.5))
+    if high < 0.04:
+        raise NoDigit("no digit found")
+    low = max(float(np.percentile(ink, 50)) * 2, high * 0.25)
+    return np.clip((ink - low) / max(high * 0.8 - low, 1e-6), 0, 1)
+
+
+def crop_to_ink(ink: np.ndarray, margin: float = 0.04) -> np.ndarray:
+    rows = np.flatnonzero(ink.max(axis=1) > 0.2)
+    cols = np.flatnonzero(ink.max(axis=0) > 0.2)
+    if len(rows) == 0:
+        raise NoDigit("no digit found")
+    pad = round(margin * max(rows[-1] - rows[0], cols[-1] - cols[0]))
+    top, bottom = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ink.shape[0])
+    left, right = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, ink.shape[1])
+    return ink[top:bottom, left:right]
+
+
+def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale so the longer side is `box` pixels, aspect kept, antialiased; thin strokes are
+    thickened first so they survive the downscale, and the result is renormalised."""
+    height, width = ink.shape
+    scale = box / max(height, width)
+    stroke = max(1, round(1.2 / scale))  # about one target pixel of stroke, in source pixels
+    if stroke > 1 and stroke_width(ink) < stroke * 2:
+        ink = window_filter(ink, stroke | 1, np.max)
+    image = Image.fromarray(ink.astype(np.float32), mode="F")
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    peak = float(np.percentile(small, 99))
+    return np.clip(small / max(peak, 1e-6), 0, 1)
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Typical stroke thickness: ink area over the length of its horizontal/vertical runs."""
+    mask = ink > 0.5
+    area = mask.sum()
+    edges = (
+        np.abs(np.diff(mask.astype(np.int8), axis=1)).sum()
+        + np.abs(np.diff(mask.astype(np.int8), axis=0)).sum()
+    )
+    return float(2 * area / max(edges, 1) * 2)
+
+
+def center_by_mass(digit: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
+    """Place `digit` in a canvas x canvas image with its centre of mass at the centre."""
+    out = np.zeros((canvas, canvas), dtype=np.float32)
+    total = digit.sum()
+    rows, cols = np.indices(digit.shape)
+    cy, cx = (rows * digit).sum() / total, (cols * digit).sum() / total
+    top, left = round(canvas / 2 - cy - 0.5), round(canvas / 2 - cx - 0.5)
+    top = min(max(top, 0), canvas - digit.shape[0])
+    left = min(max(left, 0), canvas - digit.shape[1])
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return out
+
+
+def preprocess_digit(image: Image.Image) -> np.ndarray:
+    """Any picture of one digit -> (28, 28) float32 in [0, 1], white on black, MNIST-style."""
+    rgb = composite_alpha(to_rgba_array(shrink(image)))
+    ink = stretch(flatten_background(ink_map(rgb)))
+    return center_by_mass(fit_box(crop_to_ink(ink)))
