@@ -233,6 +233,8 @@ class ModelRegistry:
                     await model.batcher.stop()
 
     def entry(self, name: str) -> ModelEntry:
+        if not self.loaded.is_set():
+            raise ModelNotReady("models are still loading; retry shortly")
         try:
             return self.entries[name]
         except KeyError:

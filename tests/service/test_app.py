@@ -35,6 +35,9 @@ def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
             assert not_ready.status_code == 503
             assert not_ready.headers["Retry-After"] == "1"
             assert "still loading" in not_ready.json()["error"]
+            loading = client.post("/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]})
+            assert loading.status_code == 503  # not 404: the model may well exist
+            assert "still loading" in loading.json()["error"]
             gate.open()
             while client.get("/v2/health/ready").status_code != 200:
                 entered.wait(0.01)
@@ -53,6 +56,7 @@ def wait_ready(client: TestClient) -> None:
 
 def test_empty_repository_serves_nothing_but_is_alive(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(models=tmp_path / "missing", device="cpu"))) as client:
+        wait_ready(client)
         assert client.get("/v2/health/live").status_code == 200
         assert client.get("/v1/models").json() == {"models": []}
         assert client.post("/v1/models/iris:predict", json={"instances": [[1]]}).status_code == 404
