@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 import pytest
@@ -41,6 +42,17 @@ def rows(*values: float) -> np.ndarray:
     return np.array([[v] for v in values], dtype=np.float32)
 
 
+@contextlib.asynccontextmanager
+async def running(model: Model, **options: float) -> AsyncIterator[DynamicBatcher]:
+    """A started batcher, stopped (drained) on the way out."""
+    batcher = make(model, **options)
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        await batcher.stop()
+
+
 async def hold(batcher: DynamicBatcher, model: Model) -> asyncio.Task[np.ndarray]:
     """Start a request and keep its batch inside the model until `model.gate` is set."""
     model.gate.clear()
@@ -62,18 +74,16 @@ def test_concurrent_requests_are_coalesced() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model)
-        batcher.start()
-        held = await hold(batcher, model)
-        tasks = [asyncio.create_task(batcher.infer(rows(i), 30)) for i in range(1, 6)]
-        await until_queued(batcher, 5)
-        model.gate.set()
-        results = await asyncio.gather(*tasks)
-        await held
-        assert [r.item() for r in results] == [2.0, 4.0, 6.0, 8.0, 10.0]
-        assert model.batches == [1, 5]
-        assert (batcher.stats.batches, batcher.stats.rows_inferred) == (2, 6)
-        await batcher.stop()
+        async with running(model) as batcher:
+            held = await hold(batcher, model)
+            tasks = [asyncio.create_task(batcher.infer(rows(i), 30)) for i in range(1, 6)]
+            await until_queued(batcher, 5)
+            model.gate.set()
+            results = await asyncio.gather(*tasks)
+            await held
+            assert [r.item() for r in results] == [2.0, 4.0, 6.0, 8.0, 10.0]
+            assert model.batches == [1, 5]
+            assert (batcher.stats.batches, batcher.stats.rows_inferred) == (2, 6)
 
     run(scenario)
 
@@ -82,17 +92,15 @@ def test_batch_is_cut_at_max_batch_size_and_big_requests_are_split() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model, max_batch_size=4)
-        batcher.start()
-        held = await hold(batcher, model)
-        big = asyncio.create_task(batcher.infer(rows(*range(10)), 30))
-        await until_queued(batcher, 10)
-        model.gate.set()
-        result = await big
-        await held
-        assert result[:, 0].tolist() == [2.0 * v for v in range(10)]
-        assert model.batches == [1, 4, 4, 2]
-        await batcher.stop()
+        async with running(model, max_batch_size=4) as batcher:
+            held = await hold(batcher, model)
+            big = asyncio.create_task(batcher.infer(rows(*range(10)), 30))
+            await until_queued(batcher, 10)
+            model.gate.set()
+            result = await big
+            await held
+            assert result[:, 0].tolist() == [2.0 * v for v in range(10)]
+            assert model.batches == [1, 4, 4, 2]
 
     run(scenario)
 
@@ -101,15 +109,13 @@ def test_full_batch_does_not_wait_for_the_queue_delay() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model, max_batch_size=4, max_queue_delay_s=600)
-        batcher.start()
-        # Four rows fill a batch: cut at once, long before the 10-minute delay.
-        results = await asyncio.wait_for(
-            asyncio.gather(*(batcher.infer(rows(i), 700) for i in range(4))), timeout=20
-        )
-        assert len(results) == 4
-        assert model.batches == [4]
-        await batcher.stop()
+        async with running(model, max_batch_size=4, max_queue_delay_s=600) as batcher:
+            # Four rows fill a batch: cut at once, long before the 10-minute delay.
+            results = await asyncio.wait_for(
+                asyncio.gather(*(batcher.infer(rows(i), 700) for i in range(4))), timeout=20
+            )
+            assert len(results) == 4
+            assert model.batches == [4]
 
     run(scenario)
 
@@ -118,17 +124,15 @@ def test_partial_batch_waits_for_more_within_the_delay() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model, max_batch_size=4, max_queue_delay_s=600)
-        batcher.start()
-        first = asyncio.create_task(batcher.infer(rows(1), 700))
-        await until_queued(batcher, 1)
-        for _ in range(10):  # the loop gets many chances to cut; it must keep waiting
-            await asyncio.sleep(0)
-        assert model.batches == []
-        rest = [asyncio.create_task(batcher.infer(rows(i), 700)) for i in (2, 3, 4)]
-        await asyncio.gather(first, *rest)
-        assert model.batches == [4]
-        await batcher.stop()
+        async with running(model, max_batch_size=4, max_queue_delay_s=600) as batcher:
+            first = asyncio.create_task(batcher.infer(rows(1), 700))
+            await until_queued(batcher, 1)
+            for _ in range(10):  # the loop gets many chances to cut; it must keep waiting
+                await asyncio.sleep(0)
+            assert model.batches == []
+            rest = [asyncio.create_task(batcher.infer(rows(i), 700)) for i in (2, 3, 4)]
+            await asyncio.gather(first, *rest)
+            assert model.batches == [4]
 
     run(scenario)
 
@@ -137,21 +141,19 @@ def test_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model)
-        batcher.start()
-        held = await hold(batcher, model)
-        good = [asyncio.create_task(batcher.infer(rows(v), 30)) for v in (1, 2)]
-        bad = asyncio.create_task(batcher.infer(rows(-1), 30))
-        await until_queued(batcher, 3)
-        model.gate.set()
-        assert [(await t).item() for t in good] == [2.0, 4.0]
-        with pytest.raises(InferenceFailed, match="second line of a long trace"):
-            await bad
-        await held
-        assert model.batches == [1, 3, 1, 1, 1]  # the failed batch, then one by one
-        assert batcher.stats.failed_batches == 1
-        assert (await batcher.infer(rows(5), 30)).item() == 10.0
-        await batcher.stop()
+        async with running(model) as batcher:
+            held = await hold(batcher, model)
+            good = [asyncio.create_task(batcher.infer(rows(v), 30)) for v in (1, 2)]
+            bad = asyncio.create_task(batcher.infer(rows(-1), 30))
+            await until_queued(batcher, 3)
+            model.gate.set()
+            assert [(await t).item() for t in good] == [2.0, 4.0]
+            with pytest.raises(InferenceFailed, match="second line of a long trace"):
+                await bad
+            await held
+            assert model.batches == [1, 3, 1, 1, 1]  # the failed batch, then one by one
+            assert batcher.stats.failed_batches == 1
+            assert (await batcher.infer(rows(5), 30)).item() == 10.0
 
     run(scenario)
 
@@ -160,16 +162,14 @@ def test_full_queue_is_refused() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model, max_queue_size=3)
-        batcher.start()
-        held = await hold(batcher, model)
-        queued = asyncio.create_task(batcher.infer(rows(1, 2, 3), 30))
-        await until_queued(batcher, 3)
-        with pytest.raises(Overloaded, match="3 rows queued"):
-            await batcher.infer(rows(4), 30)
-        model.gate.set()
-        await asyncio.gather(held, queued)
-        await batcher.stop()
+        async with running(model, max_queue_size=3) as batcher:
+            held = await hold(batcher, model)
+            queued = asyncio.create_task(batcher.infer(rows(1, 2, 3), 30))
+            await until_queued(batcher, 3)
+            with pytest.raises(Overloaded, match="3 rows queued"):
+                await batcher.infer(rows(4), 30)
+            model.gate.set()
+            await asyncio.gather(held, queued)
 
     run(scenario)
 
@@ -178,17 +178,15 @@ def test_timed_out_request_leaves_the_queue() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model)
-        batcher.start()
-        held = await hold(batcher, model)
-        with pytest.raises(TimedOut):
-            await batcher.infer(rows(7), timeout_s=0.001)
-        assert batcher.stats.queued_rows == 0
-        model.gate.set()
-        await held
-        assert (await batcher.infer(rows(1), 30)).item() == 2.0
-        assert model.batches == [1, 1]  # the timed-out row never reached the model
-        await batcher.stop()
+        async with running(model) as batcher:
+            held = await hold(batcher, model)
+            with pytest.raises(TimedOut):
+                await batcher.infer(rows(7), timeout_s=0.001)
+            assert batcher.stats.queued_rows == 0
+            model.gate.set()
+            await held
+            assert (await batcher.infer(rows(1), 30)).item() == 2.0
+            assert model.batches == [1, 1]  # the timed-out row never reached the model
 
     run(scenario)
 
@@ -197,19 +195,17 @@ def test_cancelled_request_leaves_the_queue() -> None:
     model = Model()
 
     async def scenario() -> None:
-        batcher = make(model)
-        batcher.start()
-        held = await hold(batcher, model)
-        abandoned = asyncio.create_task(batcher.infer(rows(7, 8), 30))
-        await until_queued(batcher, 2)
-        abandoned.cancel()
-        await asyncio.gather(abandoned, return_exceptions=True)
-        assert batcher.stats.queued_rows == 0
-        model.gate.set()
-        await held
-        await batcher.infer(rows(1), 30)
-        assert model.batches == [1, 1]
-        await batcher.stop()
+        async with running(model) as batcher:
+            held = await hold(batcher, model)
+            abandoned = asyncio.create_task(batcher.infer(rows(7, 8), 30))
+            await until_queued(batcher, 2)
+            abandoned.cancel()
+            await asyncio.gather(abandoned, return_exceptions=True)
+            assert batcher.stats.queued_rows == 0
+            model.gate.set()
+            await held
+            await batcher.infer(rows(1), 30)
+            assert model.batches == [1, 1]
 
     run(scenario)
 
