@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import torch
 from litestar import Litestar, MediaType, Request, Response
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -109,6 +108,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Dynamic-batching inference for small PyTorch MLPs: KServe v1 and the "
             "Open Inference Protocol v2.",
         ),
-        state=State({"registry": registry, "settings": settings}),
         debug=False,
     )

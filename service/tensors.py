@@ -59,14 +59,18 @@ def decode_json(body: bytes, schema: type[T], example: str) -> T:
         ) from None
 
 
-def check_rows(rows: np.ndarray, card: ModelCard, max_rows: int) -> np.ndarray:
-    """(N, features) float32 with N in [1, max_rows] and every value finite in float32."""
-    if len(rows) == 0:
+def check_row_count(count: int, card: ModelCard, max_rows: int) -> None:
+    """N in [1, max_rows]: checked on the declared count, before any array is built."""
+    if count == 0:
         raise InvalidInput(f"no rows to infer; {card.name} expects at least one")
-    if len(rows) > max_rows:
+    if count > max_rows:
         raise PayloadTooLarge(
-            f"{len(rows)} rows in one request; the limit is {max_rows}, split the request"
+            f"{count} rows in one request; the limit is {max_rows}, split the request"
         )
+
+
+def check_finite(rows: np.ndarray) -> np.ndarray:
+    """Every value finite once in float32 (too large a number overflows to inf)."""
     if not np.isfinite(rows).all():
         raise InvalidInput(f"values must be finite and fit in float32 (|x| <= {FLOAT32_MAX:.4g})")
     return rows
@@ -75,8 +79,7 @@ def check_rows(rows: np.ndarray, card: ModelCard, max_rows: int) -> np.ndarray:
 def decode_v1_instances(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
     request = decode_json(body, V1PredictRequest, '{"instances": [[...], ...]}')
     instances = request.instances
-    if len(instances) > max_rows:
-        check_rows(np.empty((len(instances), 0)), card, max_rows)
+    check_row_count(len(instances), card, max_rows)
     features = card.input.features
     for index, instance in enumerate(instances):
         if len(instance) != features:
@@ -86,7 +89,7 @@ def decode_v1_instances(body: bytes, card: ModelCard, max_rows: int) -> np.ndarr
             )
     with np.errstate(over="ignore"):
         rows = np.array(instances, dtype=np.float32).reshape(len(instances), features)
-    return check_rows(rows, card, max_rows)
+    return check_finite(rows)
 
 
 def v1_predictions(card: ModelCard, outputs: np.ndarray) -> list[Prediction]:
@@ -153,8 +156,7 @@ def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: 
     features = card.input.features
     if len(tensor.shape) != 2 or tensor.shape[1] != features or tensor.shape[0] < 0:
         raise InvalidInput(f"{card.name} expects shape [N, {features}]; got {tensor.shape}")
-    if tensor.shape[0] > max_rows:
-        check_rows(np.empty((tensor.shape[0], 0)), card, max_rows)
+    check_row_count(tensor.shape[0], card, max_rows)
     count = math.prod(tensor.shape)
     binary_size = tensor.parameters.get("binary_data_size")
     if binary_size is not None:
@@ -163,7 +165,7 @@ def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: 
         values = _json_values(tensor, dtype, count)
     with np.errstate(over="ignore", invalid="ignore"):
         rows = values.astype(np.float32, copy=False).reshape(tensor.shape)
-    return check_rows(rows, card, max_rows)
+    return check_finite(rows)
 
 
 def _binary_values(binary: bytes, size: object, dtype: np.dtype, count: int) -> np.ndarray:
