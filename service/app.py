@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import torch
 from litestar import Litestar, MediaType, Request, Response
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -20,6 +21,7 @@ from service.repository import ModelRegistry
 from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
 from service.settings import Settings
+from service.uploads import ImagePreparer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def exception_handlers(settings: Settings) -> dict:
         if error.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
             message = (
                 f"request body is larger than {settings.max_body_bytes} bytes "
-                "(SERVE_MAX_BODY_BYTES); send fewer rows per request"
+                "(SERVE_MAX_BODY_BYTES); split the request"
             )
         elif error.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The app; with no argument (uvicorn --factory, --workers N) settings come from SERVE_*."""
     settings = settings or Settings()
     registry = ModelRegistry(settings)
+    preparer = ImagePreparer(settings.image_workers, settings.max_image_pixels)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await registry.stop()
+            preparer.close()
 
     return Litestar(
         route_handlers=[V1Controller, HealthController, V2ModelController],
@@ -102,6 +106,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=exception_handlers(settings),
         request_max_body_size=settings.max_body_bytes,
+        multipart_form_part_limit=settings.max_files_per_request + 16,
+        state=State({"images": preparer}),
         openapi_config=OpenAPIConfig(
             title="mlp-serve",
             version=SERVER_VERSION,

@@ -41,8 +41,10 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         raise NotAnImage("the file is empty")
     try:
         image = Image.open(io.BytesIO(data))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise NotAnImage(f"not a readable image ({error})") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"the declared size is more than {max_pixels} pixels") from None
+    except (OSError, ValueError):
+        raise NotAnImage("not a readable image (PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} pixels is more than {max_pixels}")

@@ -40,6 +40,22 @@ class V1PredictResponse(Struct):
     predictions: list[Prediction]
 
 
+class ImagePrediction(Struct, omit_defaults=True):
+    """One uploaded image's answer; `input_png` (base64 PNG) is the 28x28 the model saw."""
+
+    filename: str | None
+    label: int
+    class_name: str | None
+    probabilities: list[float]
+    input_png: str | None = None
+
+
+class V1ImageResponse(Struct):
+    model_name: str
+    model_version: str
+    predictions: list[ImagePrediction]
+
+
 class V1ModelList(Struct):
     models: list[str]
 

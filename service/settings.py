@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="queue + inference time before 504")
     max_rows_per_request: int = Field(4096, ge=1, description="rows in one request before 413")
     max_body_bytes: int = Field(16 * MiB, ge=1024, description="request body size before 413")
+    max_files_per_request: int = Field(64, ge=1, description="files in one image upload before 413")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="declared width x height of an upload before 413"
+    )
+    image_workers: int = Field(2, ge=1, description="threads decoding and preprocessing uploads")
     warmup: bool = Field(True, description="run forward passes at several batch sizes on load")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import numpy as np
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows
-from service.repository import ModelEntry, ModelRegistry
+from service.repository import LoadedModel, ModelEntry, ModelRegistry
 from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
+    ImagePrediction,
+    V1ImageResponse,
     V1ModelList,
     V1ModelStatus,
     V1PredictRequest,
     V1PredictResponse,
     VersionStats,
 )
+from service.settings import Settings
 from service.tensors import decode_v1_instances, v1_predictions
+from service.uploads import ImagePreparer, check_image_model, query_flag, read_uploads
 
 PREDICT_DOC = with_json_body(
     V1PredictRequest,
@@ -85,7 +90,7 @@ class V1Controller(Controller):
         request: Request,
         target: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-    ) -> V1PredictResponse:
+    ) -> V1PredictResponse | V1ImageResponse:
         name, verb = split_verb(target)
         return await self._predict(request, registry, name, None, verb)
 
@@ -102,7 +107,7 @@ class V1Controller(Controller):
         name: FromPath[str],
         target: FromPath[str],
         registry: NamedDependency[ModelRegistry],
-    ) -> V1PredictResponse:
+    ) -> V1PredictResponse | V1ImageResponse:
         version, verb = split_verb(target)
         return await self._predict(request, registry, name, version, verb)
 
@@ -113,19 +118,54 @@ class V1Controller(Controller):
         name: str,
         version: str | None,
         verb: str,
-    ) -> V1PredictResponse:
-        if verb != "predict":
-            raise ModelNotFound(f"unknown verb {verb!r}; use :predict")
+    ) -> V1PredictResponse | V1ImageResponse:
+        if verb not in ("predict", "predict-image"):
+            raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
         model = registry.get(name, version)
-        settings = registry.settings
-        require_json(request)
-        rows = decode_v1_instances(await request.body(), model.card, settings.max_rows_per_request)
-        outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
-        return V1PredictResponse(
-            model_name=model.name,
-            model_version=str(model.version),
-            predictions=v1_predictions(model.card, outputs),
+        if verb == "predict-image":
+            return await predict_images(request, registry.settings, model)
+        return await predict_rows(request, registry.settings, model)
+
+
+async def predict_rows(
+    request: Request, settings: Settings, model: LoadedModel
+) -> V1PredictResponse:
+    require_json(request)
+    rows = decode_v1_instances(await request.body(), model.card, settings.max_rows_per_request)
+    outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+    return V1PredictResponse(
+        model_name=model.name,
+        model_version=str(model.version),
+        predictions=v1_predictions(model.card, outputs),
+    )
+
+
+async def predict_images(
+    request: Request, settings: Settings, model: LoadedModel
+) -> V1ImageResponse:
+    """Uploaded digit pictures -> MNIST-style rows (off the loop) -> the same batcher."""
+    check_image_model(model.card)
+    with_png = query_flag(request, "return_input")
+    uploads = await read_uploads(request, settings.max_files_per_request)
+    preparer: ImagePreparer = request.app.state.images
+    prepared = await preparer.prepare(uploads, with_png)
+    rows = np.stack([image.row for image in prepared])
+    outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+    names = model.card.output.class_names or []
+    labels = outputs.argmax(axis=1).tolist()
+    predictions = [
+        ImagePrediction(
+            filename=upload.filename,
+            label=label,
+            class_name=names[label] if names else None,
+            probabilities=probabilities,
+            input_png=image.input_png,
         )
+        for upload, image, label, probabilities in zip(
+            uploads, prepared, labels, outputs.tolist(), strict=True
+        )
+    ]
+    return V1ImageResponse(model.name, str(model.version), predictions)
 
 
 def model_status(entry: ModelEntry) -> V1ModelStatus:

@@ -1,0 +1,172 @@
+"""Image uploads: read a request's files, then decode and preprocess them off the event loop.
+
+A request carries one raw image body or a multipart form with one or more `file` fields. Each
+file becomes one MNIST-style row in a thread pool (Pillow and numpy release the GIL for most of
+the work); one bad file fails the whole request, named in the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from litestar import Request
+from litestar.datastructures import UploadFile
+from PIL import Image
+
+from service import images
+from service.cards import ModelCard
+from service.errors import (
+    InvalidInput,
+    MalformedRequest,
+    PayloadTooLarge,
+    ServeError,
+    UnsupportedMediaType,
+)
+
+FILE_FIELD = "file"
+IMAGE_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/bmp",
+        "image/x-ms-bmp",
+        "image/gif",
+        "image/tiff",
+    }
+)
+ACCEPTED = "multipart/form-data (field 'file') or a raw image/png, jpeg, webp, bmp, gif or tiff"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file; `filename` is None for a raw image body."""
+
+    filename: str | None
+    data: bytes
+
+    @property
+    def described(self) -> str:
+        return repr(self.filename) if self.filename is not None else "the request body"
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """What the model sees for one upload: a (features,) row, and optionally it as a PNG."""
+
+    row: np.ndarray
+    input_png: str | None
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def check_image_model(card: ModelCard) -> None:
+    """Images go only to models whose card declares a 28x28 image input."""
+    image = card.input.image
+    if image is None:
+        raise InvalidInput(
+            f"model {card.name!r} takes feature vectors, not images; "
+            f"POST JSON to /v1/models/{card.name}:predict"
+        )
+    if (image.height, image.width) != (images.CANVAS, images.CANVAS):
+        raise InvalidInput(
+            f"uploads are prepared as {images.CANVAS}x{images.CANVAS} digits; model "
+            f"{card.name!r} expects {image.height}x{image.width}: send feature vectors"
+        )
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """`?name=true|false|1|0` (absent: false); anything else is a 400 naming the parameter."""
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise MalformedRequest(f"query parameter {name}={value!r} must be true or false")
+
+
+async def read_uploads(request: Request, max_files: int) -> list[Upload]:
+    """The request's images in upload order; 415 for other content, 413 for too many files."""
+    media = media_type(request)
+    if media in IMAGE_TYPES:
+        return [Upload(None, await request.body())]
+    if media != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"content type {media or 'none'!r} is not an image upload; send {ACCEPTED}"
+            + (" (feature vectors go to :predict)" if media == "application/json" else "")
+        )
+    form = await request.form()
+    parts = form.getall(FILE_FIELD) if FILE_FIELD in form else []
+    if not parts:
+        raise InvalidInput(f"no files in the multipart field {FILE_FIELD!r}; send {ACCEPTED}")
+    if len(parts) > max_files:
+        raise PayloadTooLarge(
+            f"{len(parts)} files in one request; the limit is {max_files} "
+            "(SERVE_MAX_FILES_PER_REQUEST), split the upload"
+        )
+    uploads = []
+    for index, part in enumerate(parts):
+        if not isinstance(part, UploadFile):
+            raise InvalidInput(
+                f"multipart field {FILE_FIELD!r} number {index + 1} is text, not a file"
+            )
+        uploads.append(Upload(part.filename, await part.read()))
+    return uploads
+
+
+class ImagePreparer:
+    """A bounded thread pool that turns uploads into model rows."""
+
+    def __init__(self, workers: int, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image")
+
+    async def prepare(self, uploads: list[Upload], with_png: bool) -> list[PreparedImage]:
+        """Rows in upload order; the first bad file (in upload order) fails the request."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(self._pool, self.prepare_one, upload, with_png)
+            for upload in uploads
+        ]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def prepare_one(self, upload: Upload, with_png: bool) -> PreparedImage:
+        try:
+            digit = images.preprocess_digit(images.decode(upload.data, self.max_pixels))
+        except images.ImageError as error:
+            raise as_http_error(error, upload) from None
+        return PreparedImage(digit.reshape(-1), encode_png(digit) if with_png else None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def as_http_error(error: images.ImageError, upload: Upload) -> ServeError:
+    if isinstance(error, images.NoDigit):
+        return InvalidInput(f"no digit found in {upload.described}: the image has no visible ink")
+    if isinstance(error, images.NotAnImage):
+        return UnsupportedMediaType(f"{upload.described}: {error}; send {ACCEPTED}")
+    if isinstance(error, images.ImageTooLarge):
+        return PayloadTooLarge(f"{upload.described} is too large: {error} (SERVE_MAX_IMAGE_PIXELS)")
+    return InvalidInput(f"{upload.described} cannot be used: {error}")
+
+
+def encode_png(digit: np.ndarray) -> str:
+    """A [0, 1] grey image as a base64 PNG (no `data:` prefix)."""
+    buffer = io.BytesIO()
+    pixels = np.clip(np.rint(digit * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
