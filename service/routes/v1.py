@@ -26,12 +26,15 @@ from service.uploads import ImagePreparer, check_image_model, query_flag, read_u
 
 PREDICT_DOC = with_json_body(
     V1PredictRequest,
-    "Feature vectors in the model's raw units.",
+    "`:predict`: feature vectors in the model's raw units (JSON). `:predict-image` (image "
+    "models): digit pictures as multipart field `file` (repeatable) or one raw image body; "
+    "`?return_input=true` adds the 28x28 the model saw as a base64 PNG.",
     {"instances": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]},
+    images=True,
 )
 PREDICT_ANSWER = success(
-    V1PredictResponse,
-    "One prediction per instance, in order",
+    V1PredictResponse | V1ImageResponse,
+    "One prediction per instance or image, in order",
     {
         "model_name": "iris",
         "model_version": "1",

@@ -228,3 +228,13 @@ def test_body_limit_applies_to_uploads(http: httpx.Client) -> None:
         {"files": [("file", ("big.png", too_big, "image/png"))]},
     ):
         assert "SERVE_MAX_BODY_BYTES" in error_of(http.post(PREDICT, **kwargs), 413)
+
+
+def test_openapi_documents_the_uploads(http: httpx.Client) -> None:
+    operation = http.get("/schema/openapi.json").json()["paths"]["/v1/models/{target}"]["post"]
+    content = operation["requestBody"]["content"]
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert set(RAW_TYPES.values()) <= set(content)
+    assert "return_input" in [parameter["name"] for parameter in operation["parameters"]]
+    answers = operation["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"]
+    assert {"$ref": "#/components/schemas/V1ImageResponse"} in answers
