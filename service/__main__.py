@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 
+from service.logs import logging_config
 from service.settings import Settings
 
 # CLI flag -> setting; each also comes from SERVE_<NAME> in the environment.
@@ -28,6 +32,23 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, str]:
     return {name: value for name, value in args.items() if value is not None}
 
 
+def prepare_metrics_dir(workers: int) -> None:
+    """Several workers share metrics through files: an empty PROMETHEUS_MULTIPROC_DIR."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None and workers == 1:
+        return
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="mlp-serve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.iterdir():  # counters of a previous run must not leak into this one
+        if stale.is_file():
+            stale.unlink()
+        else:
+            shutil.rmtree(stale)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     overrides = parse_args(argv)
     # Workers build their app from the environment (uvicorn calls the factory with no
@@ -40,12 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = error.errors()[0]
         print(f"mlp-serve: error: {first['loc'][0]}: {first['msg']}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    config = logging_config(settings.log_level)
+    logging.config.dictConfig(config)
+    prepare_metrics_dir(settings.workers)
     uvicorn.run(
-        "service.app:create_app",
+        "service.app:serve_app",
         factory=True,
+        log_config=config,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

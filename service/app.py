@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import torch
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
+from service import metrics
+from service.access_log import AccessLog
+from service.auth import check_key, presented_key
 from service.errors import ServeError
 from service.repository import ModelRegistry
 from service.routes.v1 import V1Controller
@@ -97,9 +102,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.gather(loading, return_exceptions=True)
             await registry.stop()
             preparer.close()
+            metrics.worker_exited(os.getpid())
+
+    @get("/metrics", summary="Prometheus metrics", tags=["Operations"], include_in_schema=True)
+    async def prometheus_metrics(request: Request) -> Response[bytes]:
+        if settings.metrics_require_key:
+            check_key(settings, presented_key(request))
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return Litestar(
-        route_handlers=[V1Controller, HealthController, V2ModelController],
+        route_handlers=[V1Controller, HealthController, V2ModelController, prometheus_metrics],
         dependencies={
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
         },
@@ -107,12 +120,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers(settings),
         request_max_body_size=settings.max_body_bytes,
         multipart_form_part_limit=settings.max_files_per_request + 16,
-        state=State({"images": preparer}),
+        state=State({"images": preparer, "settings": settings}),
+        cors_config=CORSConfig(allow_origins=settings.cors_origins)
+        if settings.cors_origins
+        else None,
         openapi_config=OpenAPIConfig(
             title="mlp-serve",
             version=SERVER_VERSION,
             description="Dynamic-batching inference for small PyTorch MLPs: KServe v1 and the "
             "Open Inference Protocol v2.",
         ),
+        logging_config=None,  # logging is configured once, by `python -m service` (JSON lines)
         debug=False,
     )
+
+
+def serve_app() -> AccessLog:
+    """What uvicorn runs (`--factory`): the app from SERVE_* settings, wrapped in the access log."""
+    return AccessLog(create_app())

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -26,11 +28,21 @@ BatchFunction = Callable[[Sequence[np.ndarray]], np.ndarray]
 """Runs one forward pass over the concatenation of row blocks; returns one output row per row."""
 
 
+class BatchObserver(Protocol):
+    """Receives what metrics need; `batch_done` runs on the worker thread."""
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None: ...
+
+    def queue_changed(self, depth: int) -> None: ...
+
+
 @dataclass(eq=False)
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future[np.ndarray]
-    enqueued_at: float
+    enqueued_at: float  # loop time, for the queue delay
+    queued_at: float = field(default_factory=time.perf_counter)  # for the queue-time metric
+    batch_rows: int = 0  # size of the forward pass that served it
     started: bool = False
     withdrawn: bool = False
 
@@ -54,8 +66,10 @@ class DynamicBatcher:
         max_batch_size: int,
         max_queue_delay_s: float,
         max_queue_size: int,
+        observer: BatchObserver | None = None,
     ) -> None:
         self.name = name
+        self.observer = observer
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
@@ -90,6 +104,7 @@ class DynamicBatcher:
             if not pending.future.done():
                 pending.future.set_exception(self._unavailable())
         self.stats.queued_rows = 0
+        self._queue_changed()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def _unavailable(self) -> Unavailable:
@@ -104,6 +119,11 @@ class DynamicBatcher:
         when the queue is full, TimedOut after `timeout_s`; on either, or when the caller is
         cancelled, entries whose batch has not started leave the queue.
         """
+        outputs, _ = await self.infer_batched(rows, timeout_s)
+        return outputs
+
+    async def infer_batched(self, rows: np.ndarray, timeout_s: float) -> tuple[np.ndarray, int]:
+        """As `infer`, with the size of the (largest) forward pass the rows went through."""
         if self._closing:
             raise self._unavailable()
         if self.stats.queued_rows + len(rows) > self.max_queue_size:
@@ -126,15 +146,21 @@ class DynamicBatcher:
         except BaseException:
             self._withdraw(pending)
             raise
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        batch_rows = max(entry.batch_rows for entry in pending)
+        return (outputs[0] if len(outputs) == 1 else np.concatenate(outputs)), batch_rows
 
     def _enqueue(self, rows: np.ndarray) -> _Pending:
         loop = asyncio.get_running_loop()
         entry = _Pending(rows, loop.create_future(), loop.time())
         self._queue.append(entry)
         self.stats.queued_rows += len(rows)
+        self._queue_changed()
         self._arrived.set()
         return entry
+
+    def _queue_changed(self) -> None:
+        if self.observer is not None:
+            self.observer.queue_changed(self.stats.queued_rows)
 
     def _withdraw(self, entries: list[_Pending]) -> None:
         for entry in entries:
@@ -142,6 +168,7 @@ class DynamicBatcher:
                 entry.withdrawn = True
                 self.stats.queued_rows -= len(entry.rows)
             entry.future.cancel()
+        self._queue_changed()
 
     # the batching loop -------------------------------------------------------------------
 
@@ -197,6 +224,7 @@ class DynamicBatcher:
             self.stats.queued_rows -= len(entry.rows)
             size += len(entry.rows)
             batch.append(entry)
+        self._queue_changed()
         return batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
@@ -247,10 +275,16 @@ class DynamicBatcher:
 
     def _forward(self, batch: Sequence[_Pending]) -> np.ndarray:
         """On the worker thread: one forward pass over the whole batch."""
+        began = time.perf_counter()
         rows = sum(len(entry.rows) for entry in batch)
         outputs = self._run_batch([entry.rows for entry in batch])
         self.stats.batches += 1
         self.stats.rows_inferred += rows
+        for entry in batch:
+            entry.batch_rows = rows
+        if self.observer is not None:
+            waits = [began - entry.queued_at for entry in batch]
+            self.observer.batch_done(rows, time.perf_counter() - began, waits)
         return outputs
 
 

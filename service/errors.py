@@ -60,3 +60,16 @@ class InferenceFailed(ServeError):
     """The model's forward pass raised for this request's own rows."""
 
     status_code = 500
+
+
+class Unauthorized(ServeError):
+    """No API key where one is required."""
+
+    status_code = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="mlp-serve"'}
+
+
+class Forbidden(ServeError):
+    """An API key that is not the configured one."""
+
+    status_code = 403

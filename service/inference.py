@@ -7,10 +7,14 @@ Litestar does not cancel a handler when its client disconnects, so a small watch
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from litestar import Request
 
+from service import metrics
+from service.access_log import ACCESS_FIELDS
 from service.errors import ModelNotReady, ServeError
 from service.repository import LoadedModel
 
@@ -31,7 +35,11 @@ async def infer_rows(
     assert handler is not None
     watcher = asyncio.ensure_future(_cancel_on_disconnect(request, handler))
     try:
-        return await model.batcher.infer(rows, timeout_s)
+        outputs, batch_rows = await model.batcher.infer_batched(rows, timeout_s)
+        access = request.scope.get(ACCESS_FIELDS)
+        if access is not None:
+            access["batch_size"] = batch_rows
+        return outputs
     except asyncio.CancelledError:
         if watcher.done() and not watcher.cancelled():  # our own cancellation, not a shutdown
             handler.uncancel()
@@ -39,6 +47,17 @@ async def infer_rows(
         raise
     finally:
         watcher.cancel()
+
+
+@contextmanager
+def tracked(request: Request, endpoint: str, model: LoadedModel) -> Iterator[None]:
+    """Count and time one inference request, and name its model in the access log."""
+    access = request.scope.get(ACCESS_FIELDS)
+    if access is not None:
+        access["model"] = model.name
+        access["version"] = model.version
+    with metrics.observe_request(endpoint, model.name, model.version):
+        yield
 
 
 async def _cancel_on_disconnect(request: Request, handler: asyncio.Task) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from service import jit
+from service import jit, metrics
 from service.batching import DynamicBatcher
 from service.cards import CARD_FILE, CONFIG_FILE, MODEL_FILE, ModelCard, sha256_of
 from service.errors import ModelNotFound, ModelNotReady
@@ -213,18 +213,40 @@ class ModelRegistry:
                     max_batch_size=model.batching.max_batch_size,
                     max_queue_delay_s=model.batching.max_queue_delay_s,
                     max_queue_size=self.settings.max_queue_size,
+                    observer=metrics.for_version(model.name, model.version),
                 )
                 model.batcher.start()
+                metrics.set_ready(model.name, model.version, True)
                 log.info(
-                    "model %s version %d ready on %s (max_batch_size=%d, max_queue_delay=%gms)",
+                    "model %s version %d ready",
                     model.name,
                     model.version,
-                    self.device,
-                    model.batching.max_batch_size,
-                    model.batching.max_queue_delay_s * 1e3,
+                    extra={
+                        "fields": {
+                            "model": model.name,
+                            "version": model.version,
+                            "device": str(self.device),
+                            "max_batch_size": model.batching.max_batch_size,
+                            "max_queue_delay_ms": model.batching.max_queue_delay_s * 1e3,
+                            "max_queue_size": self.settings.max_queue_size,
+                        }
+                    },
                 )
+            for version in entry.failed:
+                metrics.set_ready(entry.name, version, False)
         self.entries = entries
         self.loaded.set()
+        log.info(
+            "repository loaded",
+            extra={
+                "fields": {
+                    "repository": str(self.root),
+                    "device": str(self.device),
+                    "models": {name: sorted(e.loaded) for name, e in entries.items()},
+                    "failed": {name: sorted(e.failed) for name, e in entries.items() if e.failed},
+                }
+            },
+        )
 
     async def stop(self) -> None:
         for entry in self.entries.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1 << 20
@@ -38,8 +38,20 @@ class Settings(BaseSettings):
         40_000_000, ge=1, description="declared width x height of an upload before 413"
     )
     image_workers: int = Field(2, ge=1, description="threads decoding and preprocessing uploads")
+    api_key: SecretStr | None = Field(
+        None, description="require this key on /v1/models*, /v2/models* and /v2/repository*"
+    )
+    metrics_require_key: bool = Field(False, description="require the API key on /metrics too")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS (none: CORS off)"
+    )
     warmup: bool = Field(True, description="run forward passes at several batch sizes on load")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("device")
     @classmethod

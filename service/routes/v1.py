@@ -7,8 +7,9 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from service.auth import require_api_key
 from service.errors import ModelNotFound, UnsupportedMediaType
-from service.inference import infer_rows
+from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelEntry, ModelRegistry
 from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
@@ -69,6 +70,7 @@ def require_json(request: Request) -> None:
 
 class V1Controller(Controller):
     path = "/v1/models"
+    guards = [require_api_key]
     tags = ["KServe v1"]
 
     @get("/", summary="List models")
@@ -125,9 +127,10 @@ class V1Controller(Controller):
         if verb not in ("predict", "predict-image"):
             raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
         model = registry.get(name, version)
-        if verb == "predict-image":
-            return await predict_images(request, registry.settings, model)
-        return await predict_rows(request, registry.settings, model)
+        with tracked(request, f"v1/{verb}", model):
+            if verb == "predict-image":
+                return await predict_images(request, registry.settings, model)
+            return await predict_rows(request, registry.settings, model)
 
 
 async def predict_rows(

@@ -7,8 +7,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from service.auth import require_api_key
 from service.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
-from service.inference import infer_rows
+from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
 from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
@@ -87,6 +88,7 @@ class HealthController(Controller):
 
 
 class V2ModelController(Controller):
+    guards = [require_api_key]
     """Each endpoint twice: for the default version and for an explicit one."""
 
     path = "/v2/models/{name:str}"
@@ -167,13 +169,15 @@ def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V
 
 async def infer(request: Request, model: LoadedModel, settings: Settings) -> Response:
     """Decode (JSON or binary tensors), run through the batcher, encode as the client asked."""
-    header_length = request.headers.get(HEADER_LENGTH)
-    require_inference_media(request, binary=header_length is not None)
-    payload = decode_v2_request(
-        await request.body(), header_length, model.card, settings.max_rows_per_request
-    )
-    outputs = await infer_rows(request, model, payload.rows, request_timeout(payload, settings))
-    return encode_response(model, payload, outputs)
+    with tracked(request, "v2/infer", model):
+        header_length = request.headers.get(HEADER_LENGTH)
+        require_inference_media(request, binary=header_length is not None)
+        payload = decode_v2_request(
+            await request.body(), header_length, model.card, settings.max_rows_per_request
+        )
+        timeout_s = request_timeout(payload, settings)
+        outputs = await infer_rows(request, model, payload.rows, timeout_s)
+        return encode_response(model, payload, outputs)
 
 
 def require_inference_media(request: Request, binary: bool) -> None:

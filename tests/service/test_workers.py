@@ -7,6 +7,12 @@ from pathlib import Path
 from tests.conftest import BUNDLED_MODELS
 from tests.service.conftest import start_server
 
+OK_REQUESTS = (
+    "mlp_serve_inference_requests_total"
+    '{endpoint="v1/predict",model="iris",status="200",version="1"}'
+)
+ROWS = 'mlp_serve_inference_rows_total{model="iris",version="1"}'
+
 
 def test_two_workers_serve_with_the_settings_from_the_environment(tmp_path: Path) -> None:
     server = start_server(
@@ -33,6 +39,10 @@ def test_two_workers_serve_with_the_settings_from_the_environment(tmp_path: Path
                     headers={"Connection": "close"},
                 )
                 assert too_many.status_code == 413  # SERVE_MAX_ROWS_PER_REQUEST in each worker
+            for _ in range(6):  # whichever worker answers the scrape sees both workers' counts
+                text = client.get("/metrics", headers={"Connection": "close"}).text
+                assert f"{OK_REQUESTS} 8.0" in text
+                assert f"{ROWS} 24.0" in text
     finally:
         assert server.stop() == 0
     assert server.log().count("Started server process") == 2

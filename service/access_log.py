@@ -1,0 +1,68 @@
+"""One JSON line per HTTP request, and the request id that ties a client's call to it.
+
+An ASGI wrapper around the whole app (404s included): honours an incoming `X-Request-ID` (or
+makes one), echoes it in the response, and logs method, path, status and latency, plus the
+model, version and batch size that the inference handlers add to `scope[ACCESS_FIELDS]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+ACCESS_FIELDS = "mlp_serve.access"
+REQUEST_ID = b"x-request-id"
+MAX_ID_LENGTH = 128
+
+log = logging.getLogger("service.access")
+
+
+def request_id_of(scope: Scope) -> bytes:
+    """The client's X-Request-ID when it is short and printable, else a fresh one."""
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID:
+            if 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.decode().isprintable():
+                return value
+            break
+    return uuid.uuid4().hex.encode()
+
+
+class AccessLog:
+    """ASGI middleware: request id in and out, one structured log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        request_id = request_id_of(scope)
+        fields: dict[str, Any] = {}
+        scope[ACCESS_FIELDS] = fields  # type: ignore[literal-required]
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                fields.update(
+                    request_id=request_id.decode(),
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    latency_ms=round((time.perf_counter() - began) * 1e3, 3),
+                )
+                log.info("request", extra={"fields": fields})

@@ -1,0 +1,171 @@
+"""Prometheus metrics, prefix `mlp_serve_`: names are a contract for dashboards and autoscalers.
+
+With several uvicorn workers, prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`,
+set and emptied by `python -m service` before the workers start) makes `/metrics` whole
+whichever worker answers. That mode cannot export per-process collectors: `process_*` (CPU,
+memory, file descriptors) and `python_gc_*` / `python_info` are absent there.
+
+Label lookups are cached per (model, version): the hot path does a dict lookup, not
+prometheus-client's label validation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+from service.errors import ServeError
+
+disable_created_metrics()  # `*_created` samples double the exposition for no dashboard's use
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+MODEL = ("model", "version")
+
+REQUESTS = Counter(
+    "mlp_serve_inference_requests",
+    "Inference requests answered, by endpoint and HTTP status",
+    (*MODEL, "endpoint", "status"),
+)
+ROWS = Counter("mlp_serve_inference_rows", "Rows inferred (Triton's nv_inference_count)", MODEL)
+BATCHES = Counter(
+    "mlp_serve_inference_batches", "Forward passes (Triton's nv_inference_exec_count)", MODEL
+)
+REQUEST_DURATION = Histogram(
+    "mlp_serve_inference_request_duration_seconds",
+    "Time in the handler, from routing to the answer",
+    (*MODEL, "endpoint"),
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_DURATION = Histogram(
+    "mlp_serve_inference_queue_duration_seconds",
+    "Time a request's rows waited in the queue before their batch started",
+    MODEL,
+    buckets=LATENCY_BUCKETS,
+)
+COMPUTE_DURATION = Histogram(
+    "mlp_serve_inference_compute_duration_seconds",
+    "Time of one batch: stacking, transfers and the forward pass",
+    MODEL,
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "mlp_serve_inference_batch_size", "Rows per forward pass", MODEL, buckets=BATCH_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    "mlp_serve_inference_queue_depth",
+    "Rows waiting in the queue",
+    MODEL,
+    multiprocess_mode="livesum",
+)
+MODEL_READY = Gauge(
+    "mlp_serve_model_ready",
+    "1 when the version serves, 0 when it failed to load or was unloaded",
+    MODEL,
+    multiprocess_mode="livemin",
+)
+
+
+@dataclass(frozen=True)
+class VersionMetrics:
+    """The metric children of one model version, resolved once."""
+
+    rows: Counter
+    batches: Counter
+    queue_duration: Histogram
+    compute_duration: Histogram
+    batch_size: Histogram
+    queue_depth: Gauge
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
+        """Called on the model's worker thread once per forward pass."""
+        self.rows.inc(rows)
+        self.batches.inc()
+        self.batch_size.observe(rows)
+        self.compute_duration.observe(compute_s)
+        for wait in waits_s:
+            self.queue_duration.observe(wait)
+
+    def queue_changed(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+
+@cache
+def for_version(model: str, version: int) -> VersionMetrics:
+    labels = (model, str(version))
+    return VersionMetrics(
+        ROWS.labels(*labels),
+        BATCHES.labels(*labels),
+        QUEUE_DURATION.labels(*labels),
+        COMPUTE_DURATION.labels(*labels),
+        BATCH_SIZE.labels(*labels),
+        QUEUE_DEPTH.labels(*labels),
+    )
+
+
+def set_ready(model: str, version: int, ready: bool) -> None:
+    MODEL_READY.labels(model, str(version)).set(1 if ready else 0)
+
+
+@cache
+def _request_children(model: str, version: str, endpoint: str, status: int) -> Counter:
+    return REQUESTS.labels(model, version, endpoint, str(status))
+
+
+@cache
+def _duration_child(model: str, version: str, endpoint: str) -> Histogram:
+    return REQUEST_DURATION.labels(model, version, endpoint)
+
+
+@contextmanager
+def observe_request(endpoint: str, model: str, version: int) -> Iterator[None]:
+    """Count one inference request by its outcome and time it."""
+    began = time.perf_counter()
+    status = 200
+    try:
+        yield
+    except ServeError as error:
+        status = error.status_code
+        raise
+    except BaseException:
+        status = 500
+        raise
+    finally:
+        labels = (model, str(version), endpoint)
+        _request_children(*labels, status).inc()
+        _duration_child(*labels).observe(time.perf_counter() - began)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, merged across workers in multiprocess mode."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a finished worker's live gauges (queue depth, readiness) from the merged view."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(pid)

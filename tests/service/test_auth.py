@@ -1,0 +1,103 @@
+"""The optional API key, in-process: which endpoints it guards and how it is presented."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import BUNDLED_MODELS
+
+KEY = "s3cret-key"
+IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+GUARDED = [
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/iris"),
+    ("POST", "/v1/models/iris:predict"),
+    ("GET", "/v2/models/iris"),
+    ("GET", "/v2/models/iris/ready"),
+    ("POST", "/v2/models/iris/infer"),
+]
+OPEN = ["/v2", "/v2/health/live", "/v2/health/ready", "/schema/openapi.json", "/metrics"]
+
+
+def client_for(tmp_path: Path, **settings: object) -> TestClient:
+    root = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris", dirs_exist_ok=True)
+    return TestClient(create_app(Settings(models=root, device="cpu", **settings)))
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[TestClient]:
+    with client_for(tmp_path, api_key=KEY) as client:
+        wait_ready(client)
+        yield client
+
+
+def wait_ready(client: TestClient) -> None:
+    """Readiness polled a bounded number of times (the repository loads in the background)."""
+    for _ in range(2000):
+        if client.get("/v2/health/ready").status_code == 200:
+            return
+    raise AssertionError("the app did not become ready")
+
+
+def call(client: TestClient, method: str, path: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    if method == "POST":
+        body = (
+            IRIS
+            if path.startswith("/v1")
+            else {
+                "inputs": [
+                    {"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+                ]
+            }
+        )
+        return client.post(path, json=body, headers=headers)
+    return client.get(path, headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path"), GUARDED)
+def test_model_endpoints_need_the_key(guarded: TestClient, method: str, path: str) -> None:
+    missing = call(guarded, method, path)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "API key" in missing.json()["error"]
+    wrong = call(guarded, method, path, {"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    assert call(guarded, method, path, {"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert call(guarded, method, path, {"X-API-Key": KEY}).status_code == 200
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_health_schema_and_metrics_stay_open(guarded: TestClient, path: str) -> None:
+    assert guarded.get(path).status_code == 200
+
+
+def test_metrics_can_require_the_key(tmp_path: Path) -> None:
+    with client_for(tmp_path, api_key=KEY, metrics_require_key=True) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_no_key_configured_means_open(tmp_path: Path) -> None:
+    with client_for(tmp_path, api_key="") as client:
+        wait_ready(client)
+        assert client.post("/v1/models/iris:predict", json=IRIS).status_code == 200
+
+
+def test_cors_is_off_by_default_and_configurable(tmp_path: Path) -> None:
+    origin = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    with client_for(tmp_path) as client:
+        assert (
+            "access-control-allow-origin"
+            not in client.options("/v1/models", headers=origin).headers
+        )
+    with client_for(tmp_path, cors_origins=["https://app.example"]) as client:
+        allowed = client.options("/v1/models", headers=origin)
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
