@@ -106,7 +106,9 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_cli_rejects_a_bad_setting_in_one_line(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.delenv("SERVE_DEVICE", raising=False)
+    for name in ("SERVE_PORT", "SERVE_DEVICE"):  # main() writes them; restored after the test
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "unset")
     assert serve_main(["--port", "not-a-port", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
