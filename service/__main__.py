@@ -6,6 +6,7 @@ import argparse
 import logging.config
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
     prepare_metrics_dir(settings.workers)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down, under the handler found
+    # at start: this one, so that a drained shutdown exits 0 rather than dying by the signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "service.app:serve_app",
         factory=True,
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=settings.workers,
         log_level=settings.log_level,
         access_log=False,
-        timeout_graceful_shutdown=settings.request_timeout_s,
+        timeout_graceful_shutdown=settings.drain_timeout_s,
     )
     return 0
 

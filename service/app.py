@@ -18,11 +18,12 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
-from service import metrics
+from service import drain, metrics
 from service.access_log import AccessLog
 from service.auth import check_key, presented_key
 from service.errors import ServeError
 from service.repository import ModelRegistry
+from service.routes.repository import RepositoryController
 from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
 from service.settings import Settings
@@ -71,6 +72,11 @@ async def load_models(registry: ModelRegistry) -> None:
     freeze_heap()
 
 
+async def poll_repository(registry: ModelRegistry) -> None:
+    await registry.loaded.wait()
+    await registry.poll_forever(registry.settings.poll_interval_s)
+
+
 def freeze_heap() -> None:
     """Keep the garbage collector off the long-lived heap (torch, models, routes).
 
@@ -93,13 +99,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
+        drain.install(settings.drain_delay_s)
         # Load in the background: liveness answers at once, readiness once all are warm.
-        loading = asyncio.create_task(load_models(registry), name="load-models")
+        tasks = [asyncio.create_task(load_models(registry), name="load-models")]
+        if settings.poll_interval_s > 0:
+            tasks.append(asyncio.create_task(poll_repository(registry), name="poll-repository"))
         try:
             yield
         finally:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await registry.stop()
             preparer.close()
             metrics.worker_exited(os.getpid())
@@ -112,7 +122,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return Response(body, media_type=content_type)
 
     return Litestar(
-        route_handlers=[V1Controller, HealthController, V2ModelController, prometheus_metrics],
+        route_handlers=[
+            V1Controller,
+            HealthController,
+            V2ModelController,
+            RepositoryController,
+            prometheus_metrics,
+        ],
         dependencies={
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
         },

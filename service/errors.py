@@ -26,6 +26,12 @@ class ModelNotFound(ServeError):
     status_code = 404
 
 
+class ModelLoadFailed(ServeError):
+    """A repository load left some version unloaded (the serving ones keep serving)."""
+
+    status_code = 400
+
+
 class PayloadTooLarge(ServeError):
     status_code = 413
 

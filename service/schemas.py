@@ -81,6 +81,20 @@ class V1ModelStatus(Struct):
     stats: dict[str, VersionStats] = field(default_factory=dict)
 
 
+# Triton's model repository extension ----------------------------------------------------
+
+
+class RepositoryIndexRequest(Struct, forbid_unknown_fields=False):
+    ready: bool = False
+
+
+class RepositoryIndexEntry(Struct):
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
 # Open Inference Protocol v2 -------------------------------------------------------------
 
 

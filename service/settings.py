@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1 << 20
@@ -45,8 +45,25 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS (none: CORS off)"
     )
+    poll_interval_s: float = Field(
+        0.0, ge=0, description="rescan the repository this often (0: never; see the repository API)"
+    )
+    drain_delay_s: float = Field(
+        5.0, ge=0, description="after SIGTERM: readiness 503, listener open, for this long"
+    )
+    drain_timeout_s: float = Field(
+        30.0, gt=0, description="then: time to finish accepted requests (>= request timeout)"
+    )
     warmup: bool = Field(True, description="run forward passes at several batch sizes on load")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @model_validator(mode="after")
+    def _drain_outlasts_requests(self) -> Settings:
+        if self.drain_timeout_s < self.request_timeout_s:
+            raise ValueError(
+                "drain_timeout_s must be >= request_timeout_s, or accepted requests may be cut"
+            )
+        return self
 
     @field_validator("api_key")
     @classmethod

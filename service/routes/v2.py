@@ -7,8 +7,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from service import drain
 from service.auth import require_api_key
-from service.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
+from service.errors import InvalidInput, ModelNotReady, Unavailable, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
 from service.routes.openapi import errors, success, with_json_body
@@ -82,15 +83,17 @@ class HealthController(Controller):
         responses=errors(503),
     )
     async def ready(self, registry: NamedDependency[ModelRegistry]) -> dict[str, bool]:
+        if drain.draining():
+            raise Unavailable("shutting down: draining in-flight requests", retry_after_s=5)
         if not registry.ready:
             raise ModelNotReady("models are still loading")
         return {"ready": True}
 
 
 class V2ModelController(Controller):
-    guards = [require_api_key]
     """Each endpoint twice: for the default version and for an explicit one."""
 
+    guards = [require_api_key]
     path = "/v2/models/{name:str}"
     tags = ["Open Inference Protocol v2"]
 

@@ -52,6 +52,7 @@ class Server:
 
 def start_server(models: Path, log_path: Path, **settings: str) -> Server:
     """`python -m service` bound to 127.0.0.1 with SERVE_* settings; returns once it is ready."""
+    settings.setdefault("drain_delay_s", "0")  # tests that drain set their own delay
     port = free_port()
     env = {**os.environ, **{f"SERVE_{k.upper()}": v for k, v in settings.items()}}
     log_file = log_path.open("wb")
@@ -104,7 +105,9 @@ def test_repo(tmp_path_factory: pytest.TempPathFactory, gate: Gate) -> Path:
 @pytest.fixture(scope="session")
 def server(test_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    server = start_server(test_repo, log_path, max_queue_size="256", request_timeout_s="60")
+    server = start_server(
+        test_repo, log_path, max_queue_size="256", request_timeout_s="60", drain_timeout_s="60"
+    )
     yield server
     server.stop()
 

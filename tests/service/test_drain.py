@@ -1,0 +1,73 @@
+"""SIGTERM on a real process with requests in flight: readiness flips, nothing accepted is lost."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+
+from tests.service.conftest import start_server, wait_until
+from tests.service.fixture_models import (
+    GATED_CLASSES,
+    GATED_FEATURES,
+    Gate,
+    GatedModel,
+    write_config,
+    write_scripted,
+)
+
+ROWS = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+DRAIN_DELAY_S = "5"  # long enough for the test to act inside it; the test never sleeps
+
+
+def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    gate = Gate(tmp_path / "gate.bin")
+    write_config(root / "gated", max_batch_size=2, delay_us=0)
+    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+    server = start_server(root, tmp_path / "server.log", drain_delay_s=DRAIN_DELAY_S)
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        with server.client() as client:
+            status = client.post("/v1/models/gated:predict", json=ROWS).status_code
+        with lock:
+            answers.append(status)
+
+    def queued() -> int:
+        with server.client(headers={"Connection": "close"}) as client:
+            return client.get("/v1/models/gated").json()["stats"]["1"]["queued_rows"]
+
+    senders = [threading.Thread(target=send) for _ in range(5)]
+    try:
+        gate.close()
+        entries = gate.entries
+        senders[0].start()
+        wait_until(lambda: gate.entries > entries, "a batch held inside the model")
+        for sender in senders[1:4]:
+            sender.start()
+        wait_until(lambda: queued() == 3, "three requests queued behind it")
+
+        server.process.send_signal(signal.SIGTERM)
+        with server.client(headers={"Connection": "close"}) as probe:
+            wait_until(lambda: probe.get("/v2/health/ready").status_code == 503, "readiness 503")
+            assert probe.get("/v2/health/live").status_code == 200
+            senders[4].start()  # the listener is still open: this request is accepted too
+            wait_until(lambda: queued() == 4, "the late request queued")
+        gate.open()
+        for sender in senders:
+            sender.join(timeout=120)
+        assert server.process.wait(timeout=120) == 0
+    finally:
+        gate.open()
+        server.stop()
+    assert answers == [200] * 5
+    assert "SIGTERM: draining" in server.log()
+    try:
+        httpx.get(f"{server.base_url}/v2/health/live", timeout=2)
+        raise AssertionError("the listener is still open after exit")
+    except httpx.TransportError:
+        pass

@@ -1,0 +1,176 @@
+"""Model lifecycle without restart: Triton's repository extension, polling, in-flight safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import BUNDLED_MODELS
+from tests.service.conftest import Server, start_server, wait_until
+from tests.service.fixture_models import (
+    GATED_CLASSES,
+    GATED_FEATURES,
+    Gate,
+    GatedModel,
+    write_config,
+    write_scripted,
+)
+
+IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def add_version(root: Path, source: Path, name: str, version: int) -> Path:
+    """Publish a copy of `source` as `<name>/<version>` the way training does: a rename."""
+    staging = root / f".staging-{name}-{version}"
+    shutil.copytree(source, staging)
+    card = json.loads((staging / "card.json").read_text())
+    card["version"] = version
+    (staging / "card.json").write_text(json.dumps(card))
+    target = root / name / str(version)
+    staging.rename(target)
+    return target
+
+
+def index(http: httpx.Client) -> dict[tuple[str, str], tuple[str, str]]:
+    rows = http.post("/v2/repository/index").json()
+    return {(row["name"], row["version"]): (row["state"], row["reason"]) for row in rows}
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, Gate]]:
+    root = tmp_path_factory.mktemp("lifecycle") / "models"
+    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    gate = Gate(tmp_path_factory.mktemp("gate") / "gate.bin")
+    write_config(root / "gated", max_batch_size=4, delay_us=0)
+    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+    server = start_server(root, tmp_path_factory.mktemp("log") / "server.log")
+    yield server, root, gate
+    gate.open()
+    assert server.stop() == 0
+
+
+def test_a_new_version_is_loaded_verified_and_takes_the_traffic(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    server, root, _ = lifecycle
+    with server.client() as http:
+        assert index(http)[("iris", "1")] == ("READY", "")
+        add_version(root, root / "iris" / "1", "iris", 2)
+        assert http.post("/v1/models/iris:predict", json=IRIS).json()["model_version"] == "1"
+        assert http.post("/v2/repository/models/iris/load").status_code == 200
+        assert index(http)[("iris", "2")] == ("READY", "")
+        assert http.post("/v1/models/iris:predict", json=IRIS).json()["model_version"] == "2"
+        assert http.get("/v2/models/iris/versions/1/ready").status_code == 200
+
+        broken = add_version(root, root / "iris" / "1", "iris", 3)
+        (broken / "model.pt").write_bytes(b"not the model the card hashed")
+        failed = http.post("/v2/repository/models/iris/load")
+        assert failed.status_code == 400
+        assert "version 3" in failed.json()["error"]
+        assert "sha256" in failed.json()["error"]
+        state, reason = index(http)[("iris", "3")]
+        assert state == "UNAVAILABLE"
+        assert "sha256" in reason
+        answer = http.post("/v1/models/iris:predict", json=IRIS)
+        assert answer.json()["model_version"] == "2"  # the serving version stays in place
+
+
+def test_unload_and_load_again(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    server, _, _ = lifecycle
+    with server.client() as http:
+        assert http.post("/v2/repository/models/iris/unload").status_code == 200
+        gone = http.post("/v1/models/iris:predict", json=IRIS)
+        assert gone.status_code == 404
+        assert "/v2/repository/models/iris/load" in gone.json()["error"]
+        assert index(http)[("iris", "1")] == ("UNAVAILABLE", "unloaded")
+        assert http.post("/v2/repository/index", json={"ready": True}).json()
+        ready_names = {
+            row["name"] for row in http.post("/v2/repository/index", json={"ready": True}).json()
+        }
+        assert "iris" not in ready_names
+        assert http.post("/v2/repository/models/iris/unload").status_code == 200  # idempotent
+        assert http.post("/v2/repository/models/iris/load").status_code in (200, 400)
+        assert http.post("/v1/models/iris:predict", json=IRIS).status_code == 200
+        assert http.post("/v2/repository/models/nothing/load").status_code == 404
+
+
+def test_requests_in_flight_on_an_unloaded_version_finish(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    server, _, gate = lifecycle
+    gate.close()
+    answers: list[httpx.Response] = []
+    rows = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+
+    def send() -> None:
+        with server.client() as client:
+            answers.append(client.post("/v1/models/gated:predict", json=rows))
+
+    senders = [threading.Thread(target=send) for _ in range(3)]
+    entries_before = gate.entries  # the warm-up passed through the gate too
+    try:
+        senders[0].start()
+        wait_until(lambda: gate.entries > entries_before, "a batch inside the gated model")
+        with server.client() as http:
+            for sender in senders[1:]:
+                sender.start()
+            wait_until(
+                lambda: http.get("/v1/models/gated").json()["stats"]["1"]["queued_rows"] == 2,
+                "two requests queued behind it",
+            )
+            unloading = threading.Thread(
+                target=lambda: answers.append(http.post("/v2/repository/models/gated/unload"))
+            )
+            unloading.start()
+            wait_until(
+                lambda: (
+                    httpx.post(f"{server.base_url}/v1/models/gated:predict", json=rows).status_code
+                    == 404
+                ),
+                "new requests to see the model unloaded",
+            )
+            gate.open()
+            unloading.join(timeout=60)
+    finally:
+        gate.open()
+        for sender in senders:
+            sender.join(timeout=60)
+    assert sorted(answer.status_code for answer in answers) == [200, 200, 200, 200]
+
+
+def test_tritonclient_drives_the_repository(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    server, _, _ = lifecycle
+    client = triton.InferenceServerClient(server.base_url.removeprefix("http://"))
+    names = {row["name"] for row in client.get_model_repository_index()}
+    assert {"iris", "gated"} <= names
+    client.load_model("gated")
+    assert client.is_model_ready("gated")
+    client.unload_model("gated")
+    assert not client.is_model_ready("gated")
+    client.load_model("gated")
+    assert client.is_model_ready("gated")
+    with pytest.raises(InferenceServerException):
+        client.load_model("no-such-model")
+
+
+def test_polling_picks_up_new_and_removed_models(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    server = start_server(root, tmp_path / "server.log", poll_interval_s="0.1")
+    try:
+        with server.client() as http:
+            add_version(root, root / "iris" / "1", "iris", 2)
+            wait_until(lambda: ("iris", "2") in index(http), "the poll to load version 2")
+            assert http.post("/v1/models/iris:predict", json=IRIS).json()["model_version"] == "2"
+            staging = root / ".binary"
+            shutil.copytree(BUNDLED_MODELS / "binary", staging)
+            staging.rename(root / "binary")
+            wait_until(lambda: http.get("/v1/models/binary").status_code == 200, "a new model")
+            shutil.rmtree(root / "binary")
+            wait_until(lambda: http.get("/v1/models/binary").status_code == 404, "its removal")
+    finally:
+        assert server.stop() == 0
