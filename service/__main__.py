@@ -33,11 +33,15 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, str]:
     return {name: value for name, value in args.items() if value is not None}
 
 
-def prepare_metrics_dir(workers: int) -> None:
-    """Several workers share metrics through files: an empty PROMETHEUS_MULTIPROC_DIR."""
+def prepare_metrics_dir(workers: int) -> Path | None:
+    """Several workers share metrics through files: an empty PROMETHEUS_MULTIPROC_DIR.
+
+    Returns the directory when this process made it (and should remove it at exit).
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory is None and workers == 1:
-        return
+        return None
+    made = directory is None
     if directory is None:
         directory = tempfile.mkdtemp(prefix="mlp-serve-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
@@ -48,6 +52,7 @@ def prepare_metrics_dir(workers: int) -> None:
             stale.unlink()
         else:
             shutil.rmtree(stale)
+    return path if made else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,21 +69,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
-    prepare_metrics_dir(settings.workers)
+    made_metrics_dir = prepare_metrics_dir(settings.workers)
     # uvicorn re-raises the SIGTERM it handled once it has shut down, under the handler found
     # at start: this one, so that a drained shutdown exits 0 rather than dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        "service.app:serve_app",
-        factory=True,
-        log_config=config,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=settings.drain_timeout_s,
-    )
+    try:
+        uvicorn.run(
+            "service.app:serve_app",
+            factory=True,
+            log_config=config,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=settings.drain_timeout_s,
+        )
+    finally:
+        if made_metrics_dir is not None:
+            shutil.rmtree(made_metrics_dir, ignore_errors=True)
     return 0
 
 
