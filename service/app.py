@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import torch
 from litestar import Litestar, MediaType, Request, Response, get
@@ -16,6 +17,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.response import File
+from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 from service import drain, metrics
@@ -30,6 +33,7 @@ from service.settings import Settings
 from service.uploads import ImagePreparer
 
 log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"  # the browser demo: plain HTML, CSS and JS
 
 
 def error_response(
@@ -121,8 +125,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    @get("/", include_in_schema=False)
+    async def demo_page() -> File:
+        return File(
+            STATIC_DIR / "index.html", media_type=MediaType.HTML, content_disposition_type="inline"
+        )
+
     return Litestar(
         route_handlers=[
+            demo_page,
+            create_static_files_router(
+                path="/static", directories=[STATIC_DIR], include_in_schema=False
+            ),
             V1Controller,
             HealthController,
             V2ModelController,

@@ -6,8 +6,10 @@ import numpy as np
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.response import File
 
 from service.auth import require_api_key
+from service.cards import CURVES_FILE
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelEntry, ModelRegistry
@@ -82,6 +84,21 @@ class V1Controller(Controller):
         self, name: FromPath[str], registry: NamedDependency[ModelRegistry]
     ) -> V1ModelStatus:
         return model_status(registry.entry(name))
+
+    @get(
+        "/{name:str}/versions/{version:str}/curves.png",
+        summary="Training curves of a model version (PNG)",
+        media_type="image/png",
+        responses=errors(404),
+    )
+    async def curves(
+        self, name: FromPath[str], version: FromPath[str], registry: NamedDependency[ModelRegistry]
+    ) -> File:
+        model = registry.get(name, version)
+        path = registry.root / model.name / str(model.version) / CURVES_FILE
+        if not path.is_file():
+            raise ModelNotFound(f"model {name!r} version {version} has no {CURVES_FILE}")
+        return File(path, media_type="image/png", content_disposition_type="inline")
 
     @post(
         "/{target:str}",
