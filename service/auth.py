@@ -31,5 +31,7 @@ def check_key(settings: Settings, presented: str | None) -> None:
 
 
 def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A Litestar guard; a no-op when no key is configured."""
-    check_key(connection.app.state.settings, presented_key(connection))
+    """A Litestar guard; a no-op (no header parsing) when no key is configured."""
+    settings: Settings = connection.app.state.settings
+    if settings.api_key is not None:
+        check_key(settings, presented_key(connection))

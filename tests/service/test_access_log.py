@@ -36,7 +36,7 @@ def test_incoming_request_id_is_echoed_and_logged(server: Server, http: httpx.Cl
 def test_request_id_is_generated_for_every_answer_even_404(http: httpx.Client) -> None:
     first = http.get("/no/such/endpoint").headers["x-request-id"]
     second = http.get("/v2/health/live").headers["x-request-id"]
-    assert len(first) == 32
+    assert len(first) == 32  # 16 hex of process prefix, 16 of counter
     assert first != second
 
 
