@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --models models
 
+# tests/demo drives Debian's chromium (/usr/bin/chromium) headless; installed only when missing.
 test: $(STAMP)
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
+		elif command -v sudo >/dev/null; then sudo=sudo; \
+		else echo "chromium is missing: install it as root (apt-get install chromium)" >&2; exit 1; fi; \
+		$$sudo apt-get update && $$sudo apt-get install -y chromium; }
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,0 +1,235 @@
+"""The browser demo in a real headless Chromium against a real server on the bundled models.
+
+Digits are drawn stroke by stroke with mouse events, as a person would, and must be read right;
+an upload goes through the file picker. Chromium must start: where it cannot, these tests fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+
+from tests.conftest import BUNDLED_MODELS, ROOT
+from tests.service.conftest import Server, start_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+UPLOADS = ROOT / "tests" / "fixtures" / "uploads"
+UPLOAD = "scan_001.jpg"  # an 8, read right by the bundled mnist
+DROPPED = "photo_000.jpg"  # a 9, photographed
+MODELS = ["binary", "iris", "mnist", "regression"]
+CANVAS = 280  # the canvas's own pixels; strokes are given in these units
+
+Point = tuple[float, float]
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, points: int = 24) -> list[Point]:
+    """A closed loop, drawn from the top, anticlockwise like a hand-written 0."""
+    return [
+        (cx - rx * math.sin(2 * math.pi * i / points), cy - ry * math.cos(2 * math.pi * i / points))
+        for i in range(points + 1)
+    ]
+
+
+# Each digit is a list of strokes; each stroke a polyline in canvas pixels.
+DIGITS: dict[str, list[list[Point]]] = {
+    "1": [[(150, 45), (140, 235)]],
+    "7": [[(75, 55), (205, 55)], [(205, 55), (160, 140), (125, 235)]],
+    "0": [ellipse(140, 140, 65, 95)],
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(BUNDLED_MODELS, tmp_path_factory.mktemp("demo") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log_path = tmp_path_factory.mktemp("demo-key") / "server.log"
+    server = start_server(BUNDLED_MODELS, log_path, api_key="k")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def is_prediction(response: Response) -> bool:
+    return ":predict-image" in response.url
+
+
+def draw(page: Page, strokes: list[list[Point]]) -> None:
+    """Draws with the mouse, one press per stroke; returns once every stroke is answered."""
+    box = page.get_by_test_id("draw-canvas").bounding_box()
+    assert box is not None
+    scale = box["width"] / CANVAS
+
+    def at(point: Point) -> Point:
+        return box["x"] + point[0] * scale, box["y"] + point[1] * scale
+
+    for stroke in strokes:
+        with page.expect_response(is_prediction):
+            page.mouse.move(*at(stroke[0]))
+            page.mouse.down()
+            for point in stroke[1:]:
+                page.mouse.move(*at(point), steps=8)
+            page.mouse.up()
+    expect(page.locator("#result")).to_have_attribute("aria-busy", "false")
+
+
+def clear(page: Page) -> None:
+    page.get_by_test_id("clear").click()
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+
+
+def label_of(filename: str) -> int:
+    manifest = json.loads((UPLOADS / "manifest.json").read_text())
+    return next(entry["label"] for entry in manifest if entry["file"] == filename)
+
+
+def blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def expect_model_input_shown(page: Page) -> None:
+    model_input = page.get_by_test_id("model-input")
+    expect(model_input).to_be_visible()
+    expect(model_input).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    assert model_input.evaluate("image => image.complete && image.naturalWidth") == 28
+
+
+def test_drawn_and_uploaded_digits_are_read(server: Server, page: Page, tmp_path: Path) -> None:
+    page.goto(server.base_url)
+    prediction = page.get_by_test_id("prediction")
+    for digit, strokes in DIGITS.items():
+        clear(page)
+        draw(page, strokes)
+        expect(prediction).to_have_text(digit)
+        expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
+        expect(page.locator(".bar.best .bar-digit")).to_have_text(digit)
+        expect_model_input_shown(page)
+
+    clear(page)
+    with page.expect_response(is_prediction):
+        page.get_by_test_id("file-input").set_input_files(UPLOADS / UPLOAD)
+    expect(prediction).to_have_text(str(label_of(UPLOAD)))
+    expect(page.get_by_test_id("status")).to_contain_text(UPLOAD)
+    expect_model_input_shown(page)
+
+    screenshot = tmp_path / "demo.png"
+    page.screenshot(path=screenshot, full_page=True, animations="disabled")
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert Image.open(screenshot).size[0] >= 1000
+
+
+def drop_file(page: Page, path: Path, media_type: str) -> None:
+    """Drops a file on the canvas as a drag from the desktop would: a drop event with its files."""
+    transfer = page.evaluate_handle(
+        """([name, type, data]) => {
+            const bytes = Uint8Array.from(atob(data), (char) => char.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type }));
+            return transfer;
+        }""",
+        [path.name, media_type, base64.b64encode(path.read_bytes()).decode()],
+    )
+    page.get_by_test_id("draw-canvas").dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def test_a_dropped_picture_is_read(server: Server, page: Page) -> None:
+    page.goto(server.base_url)
+    with page.expect_response(is_prediction):
+        drop_file(page, UPLOADS / DROPPED, "image/jpeg")
+    expect(page.get_by_test_id("prediction")).to_have_text(str(label_of(DROPPED)))
+    expect(page.get_by_test_id("status")).to_contain_text(DROPPED)
+
+
+def test_a_server_error_is_shown(server: Server, page: Page) -> None:
+    page.goto(server.base_url)
+    draw(page, DIGITS["1"])
+    expect(page.get_by_test_id("prediction")).to_have_text("1")
+    blank = {"name": "blank.png", "mimeType": "image/png", "buffer": blank_png()}
+    page.get_by_test_id("file-input").set_input_files(blank)
+    expect(page.get_by_test_id("status")).to_contain_text("no digit found in 'blank.png'")
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    expect(page.get_by_test_id("model-input")).to_be_hidden()
+
+
+def test_the_models_panel_shows_every_card_and_its_curves(server: Server, page: Page) -> None:
+    page.goto(server.base_url)
+    cards = page.get_by_test_id("models").locator(".model-card")
+    expect(cards).to_have_count(len(MODELS))
+    expect(cards.locator(".model-name")).to_have_text(MODELS)
+    mnist = cards.filter(has_text="mnist")
+    expect(mnist).to_contain_text("classification")
+    expect(mnist).to_contain_text("test_accuracy")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.model-curves')]"
+        ".every(image => image.complete && image.naturalWidth > 0)"
+    )
+    widths = page.locator(".model-curves").evaluate_all(
+        "images => images.map(image => image.naturalWidth)"
+    )
+    assert len(widths) == len(MODELS)
+    assert all(width > 0 for width in widths)
+
+
+def test_the_page_asks_for_the_api_key_once_then_predicts(keyed_server: Server, page: Page) -> None:
+    page.goto(keyed_server.base_url)
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+
+    page.get_by_role("textbox", name="API key").fill("wrong")
+    page.get_by_role("button", name="Use this key").click()
+    expect(dialog).to_contain_text("refused")
+
+    page.get_by_role("textbox", name="API key").fill("k")
+    page.get_by_role("button", name="Use this key").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("models").locator(".model-card")).to_have_count(len(MODELS))
+
+    draw(page, DIGITS["7"])
+    expect(page.get_by_test_id("prediction")).to_have_text("7")
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("() => sessionStorage.getItem('mlp-serve.api-key')") == "k"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.model-curves')]"
+        ".every(image => image.complete && image.naturalWidth > 0)"
+    )
