@@ -26,6 +26,7 @@ from service.access_log import AccessLog
 from service.auth import check_key, presented_key
 from service.errors import ServeError
 from service.repository import ModelRegistry
+from service.routes.openapi import union_answers_as_any_of
 from service.routes.repository import RepositoryController
 from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
@@ -118,12 +119,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             preparer.close()
             metrics.worker_exited(os.getpid())
 
-    @get("/metrics", summary="Prometheus metrics", tags=["Operations"], include_in_schema=True)
+    @get("/metrics", summary="Prometheus metrics", tags=["Operations"], media_type=MediaType.TEXT)
     async def prometheus_metrics(request: Request) -> Response[bytes]:
         if settings.metrics_require_key:
             check_key(settings, presented_key(request))
         body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
+        # Litestar appends the charset to text/* itself.
+        return Response(body, media_type=content_type.replace("; charset=utf-8", ""))
 
     @get("/", include_in_schema=False)
     async def demo_page() -> File:
@@ -131,7 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             STATIC_DIR / "index.html", media_type=MediaType.HTML, content_disposition_type="inline"
         )
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             demo_page,
             create_static_files_router(
@@ -163,6 +165,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # logging is configured once, by `python -m service` (JSON lines)
         debug=False,
     )
+    union_answers_as_any_of(app.openapi_schema)
+    return app
 
 
 def serve_app() -> AccessLog:

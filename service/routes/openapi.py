@@ -9,6 +9,7 @@ from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Example,
+    OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIType,
@@ -108,3 +109,16 @@ def success(body: Any, description: str, example: Any) -> dict[int, ResponseSpec
         examples=[Example(summary="Two iris flowers", value=example)],
     )
     return {200: spec, **INFERENCE_ERRORS}
+
+
+def union_answers_as_any_of(document: OpenAPI) -> None:
+    """Document union answers (feature or image predictions) as anyOf, not Litestar's oneOf:
+    an image answer also satisfies the looser feature-prediction schema, and oneOf forbids
+    matching both."""
+    for path_item in (document.paths or {}).values():
+        for operation in (path_item.get, path_item.post):
+            for response in (operation.responses or {}).values() if operation else ():
+                for media in (getattr(response, "content", None) or {}).values():
+                    schema = media.schema
+                    if isinstance(schema, Schema) and schema.one_of:
+                        schema.any_of, schema.one_of = schema.one_of, None

@@ -89,7 +89,7 @@ class V1Controller(Controller):
         "/{name:str}/versions/{version:str}/curves.png",
         summary="Training curves of a model version (PNG)",
         media_type="image/png",
-        responses=errors(404),
+        responses=errors(404, 503),
     )
     async def curves(
         self, name: FromPath[str], version: FromPath[str], registry: NamedDependency[ModelRegistry]
