@@ -41,8 +41,9 @@ format: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training all --strict $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+# Every scenario against the ceiling, naive and LitServe (~25 min); `make bench ARGS=--quick` smoke.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

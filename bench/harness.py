@@ -1,13 +1,17 @@
 """Shared pieces of the HTTP benchmarks: a pinned server, a pinned wrk, and their figures.
 
 The server runs on core 0 and wrk on core 1 (`taskset`), so the load generator does not steal
-the server's CPU; wrk's Lua script sets the method, body and headers of every request.
+the server's CPU; wrk's Lua script sets the method, body and headers of every request. A
+server's CPU time and memory are read from /proc for its whole process tree (LitServe, and
+uvicorn with several workers, serve from child processes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -20,12 +24,68 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 SERVER_CORE, LOAD_CORE = "0", "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- a server's process tree, from /proc -------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int(stat_fields(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat from field 3 (state) on: the command name may hold spaces and ')'."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (utime + stime)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = stat_fields(pid)
+        except OSError:
+            continue  # exited meanwhile
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
+def resident_bytes(pids: list[int]) -> int:
+    """Summed VmRSS (pages shared between a parent and its forked children count in each)."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(found.group(1)) * 1024 if found else 0
+    return total
+
+
+# --- servers ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -38,14 +98,35 @@ class RunningServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def counters(self, model: str, version: str = "1") -> tuple[int, int]:
-        """(rows inferred, forward passes) of one model version, from the server's status."""
-        stats = httpx.get(f"{self.base_url}/v1/models/{model}").json()["stats"][version]
+    def counters(self, model: str, version: str | None = None) -> tuple[int, int]:
+        """(rows inferred, forward passes) of one model version (default: the one serving
+        unversioned requests), from the server's status."""
+        status = httpx.get(f"{self.base_url}/v1/models/{model}").json()
+        stats = status["stats"][version or status.get("default_version") or "1"]
         return stats["rows_inferred"], stats["batches"]
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(process_tree(self.process.pid))
+
+    def resident_bytes(self) -> int:
+        return resident_bytes(process_tree(self.process.pid))
+
+    def stop(self, timeout: float = 30) -> None:
+        stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM the server, wait; then SIGKILL whatever of its process tree is left, by PID."""
+    tree = process_tree(process.pid) if process.poll() is None else []
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pid in tree[1:]:  # children a dying parent left behind (e.g. multiprocessing workers)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def start_server(
@@ -53,16 +134,26 @@ def start_server(
     port: int,
     env: dict[str, str] | None = None,
     ready_path: str = "/v2/health/ready",
+    log_path: Path | None = None,
+    timeout_s: float = 120,
 ) -> RunningServer:
-    """Run `command` pinned to the server core; return once `ready_path` answers 200."""
+    """Run `command` pinned to the server core; return once `ready_path` answers 200.
+
+    The server's output goes to `log_path` (or nowhere); the error names its last lines.
+    """
     began = time.perf_counter()
-    process = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, *command],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = log_path.open("wb") if log_path else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *command],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
+        )
+    finally:
+        if log_path:
+            log.close()
     url = f"http://127.0.0.1:{port}{ready_path}"
     while True:
         try:
@@ -70,10 +161,25 @@ def start_server(
                 return RunningServer(process, port, time.perf_counter() - began)
         except httpx.TransportError:
             pass
-        if process.poll() is not None or time.perf_counter() - began > 120:
-            process.kill()
-            raise RuntimeError(f"{command} did not become ready")
+        exited = process.poll() is not None
+        if exited or time.perf_counter() - began > timeout_s:
+            stop_process(process, timeout=5)
+            why = "exited" if exited else f"not ready after {timeout_s:.0f} s"
+            raise RuntimeError(f"{why}: {last_lines(log_path)}")
         time.sleep(0.01)
+
+
+def last_lines(log_path: Path | None, count: int = 3) -> str:
+    if log_path is None or not log_path.exists():
+        return "(no log)"
+    lines = log_path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(line.strip()[:300] for line in lines[-count:]) or "(empty log)"
+
+
+def latest_version(model_dir: Path) -> str:
+    """The highest numbered version: the one the service answers unversioned requests with."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    return str(max(v for v in versions if (model_dir / str(v) / "model.pt").exists()))
 
 
 def serve_command(models: Path, port: int) -> list[str]:
@@ -92,6 +198,9 @@ def serve_command(models: Path, port: int) -> list[str]:
     ]
 
 
+# --- wrk ----------------------------------------------------------------------------------------
+
+
 def lua_script(path: Path, body_file: Path, content_type: str) -> Path:
     """A wrk script that POSTs the bytes of `body_file` with `content_type`."""
     path.write_text(
@@ -103,8 +212,8 @@ def lua_script(path: Path, body_file: Path, content_type: str) -> Path:
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
-    """req/s, p50/p99 in ms and non-2xx count of one wrk run pinned to the load core."""
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    """req/s, p50/p99 in ms and errors (non-2xx + socket errors) of one wrk run on the load core."""
     output = subprocess.run(
         [
             "taskset",
@@ -116,7 +225,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
             "-c",
             str(connections),
             "-d",
-            f"{seconds}s",
+            f"{seconds:g}s",
+            "--timeout",
+            "10s",
             "--latency",
             "-s",
             str(script),
@@ -126,9 +237,21 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
         text=True,
         check=True,
     ).stdout
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """The figures of wrk's `--latency` report."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rate is None:
+        raise ValueError(f"not a wrk report: {output[-300:]!r}")
+    result = {"rps": float(rate.group(1))}
     for name in ("50", "99"):
-        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()
+        found = re.search(rf"\s{name}(?:\.000)?%\s+([\d.]+)(us|ms|s)\b", output)
+        if found is None:  # no request completed
+            result[f"p{name}_ms"] = float("nan")
+            continue
+        value, unit = found.groups()
         result[f"p{name}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(

@@ -13,32 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from bench.harness import RESULTS, ROOT, free_port, run_wrk, serve_command, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
 BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 LUA = f"""wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_repo(root: Path, batching: bool) -> Path:
@@ -50,92 +37,20 @@ def make_repo(root: Path, batching: bool) -> Path:
     return repo
 
 
-def start(repo: Path, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
-    began = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
-            sys.executable,
-            "-m",
-            "service",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--models",
-            str(repo),
-            "--device",
-            "cpu",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v2/health/ready"
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process, time.perf_counter() - began
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.perf_counter() - began > 60:
-            raise RuntimeError("server did not start")
-        time.sleep(0.01)
-
-
-def counters(port: int) -> tuple[int, int]:
-    stats = httpx.get(f"http://127.0.0.1:{port}/v1/models/iris").json()["stats"]["1"]
-    return stats["rows_inferred"], stats["batches"]
-
-
-def run_wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
-    output = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t",
-            "1",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/v1/models/iris:predict",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
-    for name in ("50", "99"):
-        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()
-        result[f"p{name}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    result["errors"] = float(errors.group(1)) if errors else 0.0
-    return result
-
-
 def measure(repo: Path, args: argparse.Namespace, script: Path) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, "SERVE_LOG_LEVEL": "warning"}
-    process, ready_s = start(repo, port, env)
+    env = {"SERVE_LOG_LEVEL": "warning", "SERVE_DRAIN_DELAY_S": "0"}
+    server = start_server(serve_command(repo, port), port, env)
+    url = f"{server.base_url}/v1/models/iris:predict"
     try:
-        run_wrk(port, args.connections, 2, script)  # warm the connection pool and caches
-        rows0, batches0 = counters(port)
-        result = run_wrk(port, args.connections, args.seconds, script)
-        rows1, batches1 = counters(port)
+        run_wrk(url, script, args.connections, 2)  # warm the connection pool and caches
+        rows0, batches0 = server.counters("iris")
+        result = run_wrk(url, script, args.connections, args.seconds)
+        rows1, batches1 = server.counters("iris")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
     result["mean_batch"] = (rows1 - rows0) / max(1, batches1 - batches0)
-    result["ready_s"] = ready_s
+    result["ready_s"] = server.ready_s
     return result
 
 

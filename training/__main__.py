@@ -45,6 +45,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=positive_float, help="override the task's peak learning rate")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="augment training batches on the fly where the task has a recipe (mnist: pens, "
+        "slant, contrast, chalk grain, then service.images' re-normalisation); on by default",
+    )
+    parser.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)",
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        augment=args.augment,
     )
     names = list(TASKS) if args.task == "all" else [args.task]
     all_passed = True

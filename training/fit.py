@@ -21,6 +21,8 @@ from training.nets import Rescale, ServingModel
 from training.tasks import Hyperparameters, TaskSpec
 
 EpochCallback = Callable[["EpochStats"], None]
+# Changes a batch of raw training inputs, drawing its randomness from the generator.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,10 @@ def fit(
     seed: int,
     bf16: bool,
     on_epoch: EpochCallback | None = None,
+    augment: Augment | None = None,
 ) -> History:
-    """Train `model` on `splits.train` (already on the model's device) with AdamW + one-cycle."""
+    """Train `model` on `splits.train` (already on the model's device) with AdamW + one-cycle;
+    `augment`, when given, changes every training batch before the forward pass."""
     generator = torch.Generator(device=splits.train.x.device).manual_seed(seed)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.lr, weight_decay=params.weight_decay
@@ -76,7 +80,15 @@ def fit(
     best_loss, best_state = math.inf, None
     for epoch in range(1, params.epochs + 1):
         train_loss = _train_epoch(
-            model, splits.train, params.batch_size, criterion, optimizer, schedule, generator, bf16
+            model,
+            splits.train,
+            params.batch_size,
+            criterion,
+            optimizer,
+            schedule,
+            generator,
+            bf16,
+            augment,
         )
         validation_loss, validation_metric = evaluate(model, task, splits.validation)
         stats = EpochStats(epoch, train_loss, validation_loss, validation_metric)
@@ -103,6 +115,7 @@ def _train_epoch(
     schedule: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     bf16: bool,
+    augment: Augment | None,
 ) -> float:
     model.train()
     device = train.x.device
@@ -110,8 +123,9 @@ def _train_epoch(
     total = torch.zeros((), device=device)
     for start in range(0, len(train), batch_size):
         batch = order[start : start + batch_size]
+        x = train.x[batch] if augment is None else augment(train.x[batch], generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model.logits(train.x[batch]).float()
+            logits = model.logits(x).float()
             loss = criterion(logits, training_targets(model, train.y[batch]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

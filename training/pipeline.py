@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from service.cards import CONFIG_FILE, CURVES_FILE, MODEL_FILE, ModelCard, TrainingInfo, sha256_of
 from training import export
+from training.augment import Augmentation
 from training.data import Split, Splits
 from training.fit import EpochCallback, Stopwatch, evaluate, fit, native_bf16, plot_curves
 from training.nets import Probabilities, Rescale, ServingModel, Standardize, mlp
@@ -25,11 +26,21 @@ class RunOptions:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    # Off here, so code and benchmarks calling the pipeline get the plain fit; the CLI turns it
+    # on. Tasks without an augmentation recipe ignore it.
+    augment: bool = False
+
+    def augmentation(self, task: TaskSpec) -> Augmentation | None:
+        """What this run does to the task's training batches: nothing, or its recipe."""
+        return task.augmentation if self.augment else None
 
     def hyperparameters(self, task: TaskSpec) -> Hyperparameters:
         defaults = task.defaults
+        default_epochs = defaults.epochs
+        if self.augmentation(task) is not None and task.augmented_epochs is not None:
+            default_epochs = task.augmented_epochs
         return Hyperparameters(
-            epochs=self.epochs or defaults.epochs,
+            epochs=self.epochs or default_epochs,
             batch_size=self.batch_size or defaults.batch_size,
             lr=self.lr or defaults.lr,
             weight_decay=defaults.weight_decay,
@@ -80,11 +91,16 @@ def train_task(
     source = DataSource(options.data_dir, options.seed, options.download)
     splits = task.load(source)
     params = options.hyperparameters(task)
+    augmentation = options.augmentation(task)
+    if augmentation is not None:  # the card's dataset description says how
+        task = replace(
+            task, dataset_description=f"{task.dataset_description} {augmentation.describe()}"
+        )
     model = build_model(task, splits.train).to(options.device)
     splits = splits.to(options.device)
     bf16 = task.mixed_precision and native_bf16(options.device)
     fit_clock = Stopwatch()
-    history = fit(model, task, splits, params, options.seed, bf16, on_epoch)
+    history = fit(model, task, splits, params, options.seed, bf16, on_epoch, augmentation)
     metrics = measure(model, task, splits, source)
     fit_time = fit_clock.elapsed()
 

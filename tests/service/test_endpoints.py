@@ -85,7 +85,7 @@ def test_v2_model_metadata(http, path: str) -> None:  # type: ignore[no-untyped-
     meta = http.get(path).json()
     assert meta == {
         "name": "mnist",
-        "versions": ["1"],
+        "versions": ["1", "2"],
         "platform": "pytorch_libtorch",
         "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 784]}],
         "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}],

@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2
 from service import jit
 from service.cards import ModelCard
 from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, TINY_BUDGET, run_training
-from training.__main__ import main
+from training.__main__ import main, parse_args
 
 TASK_NAMES = ["binary", "iris", "mnist", "regression"]
 
@@ -48,6 +48,12 @@ def test_mnist_card_documents_the_image_convention(tiny_repo: Path) -> None:
     assert card.input.image.polarity == "white_on_black"
     assert card.output.class_names == [str(digit) for digit in range(10)]
     assert card.dataset.sizes == {"train": 275, "validation": 25, "test": 200}
+    assert "augmented on the fly" in card.dataset.description  # the CLI's default
+
+
+@pytest.mark.parametrize(("flag", "augment"), [([], True), (["--no-augment"], False)])
+def test_augment_flag(flag: list[str], augment: bool) -> None:
+    assert parse_args(["mnist", *flag]).augment is augment
 
 
 def test_iris_card_names_features_and_classes(tiny_repo: Path) -> None:

@@ -1,0 +1,93 @@
+"""The framework ceiling: Litestar under uvicorn as our server runs it, doing no inference.
+
+    python -m bench.ceiling --port 8001
+
+Same routes and bodies as the service: `:predict` parses the JSON instances with msgspec,
+`:predict-image` reads the image (raw body, or the `file` part of a multipart form), v2 `infer`
+parses the tensor; each answers a constant prediction. Same uvicorn options as `python -m service`
+(httptools, uvloop, one worker, access log off). What the service does beyond this (validation,
+batching, the model, logs and metrics) is what the ratio to this server measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.params import FromPath
+
+IRIS_PREDICTION = {"label": 0, "class_name": "setosa", "probabilities": [0.98, 0.015, 0.005]}
+V2_OUTPUT = {"name": "OUTPUT__0", "datatype": "FP32", "shape": [1, 3], "data": [0.98, 0.015, 0.005]}
+
+
+class V1Request(msgspec.Struct):
+    instances: list[list[float]]
+
+
+class V2Tensor(msgspec.Struct):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class V2Request(msgspec.Struct):
+    inputs: list[V2Tensor]
+
+
+@post("/v1/models/{target:str}", status_code=200)
+async def predict(request: Request, target: FromPath[str]) -> dict[str, Any]:
+    if target.endswith(":predict-image"):
+        return await predict_image(request)
+    rows = msgspec.json.decode(await request.body(), type=V1Request).instances
+    predictions = [IRIS_PREDICTION] * len(rows)
+    return {"model_name": "iris", "model_version": "1", "predictions": predictions}
+
+
+async def predict_image(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        part = (await request.form())["file"]
+        data = await part.read() if isinstance(part, UploadFile) else b""
+    else:
+        data = await request.body()
+    prediction = {"filename": None, "label": 7, "class_name": "7", "size": len(data)}
+    return {"model_name": "mnist", "model_version": "1", "predictions": [prediction]}
+
+
+@post("/v2/models/{name:str}/infer", status_code=200)
+async def infer(request: Request, name: FromPath[str]) -> dict[str, Any]:
+    msgspec.json.decode(await request.body(), type=V2Request)
+    return {"model_name": name, "model_version": "1", "outputs": [V2_OUTPUT]}
+
+
+@get("/v2/health/ready")
+async def ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+def create_app() -> Litestar:
+    return Litestar([predict, infer, ready], logging_config=None, debug=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(),
+        host="127.0.0.1",
+        port=args.port,
+        http="httptools",
+        loop="uvloop",
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
