@@ -18,6 +18,15 @@ from tests.conftest import BUNDLED_MODELS, ROOT
 from tests.service.fixture_models import Gate, build_test_repository
 
 STARTUP_TIMEOUT_S = 120
+# Pillow format -> the Content-Type of a raw upload; every type `:predict-image` accepts.
+UPLOAD_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+}
 
 
 def free_port() -> int:
@@ -93,6 +102,15 @@ def start_server(models: Path, log_path: Path, **settings: str) -> Server:
 @pytest.fixture(scope="session")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Gate:
     return Gate(tmp_path_factory.mktemp("gate") / "gate.bin")
+
+
+@pytest.fixture
+def closed_gate(gate: Gate) -> Iterator[Gate]:
+    """The gate, open again after the test whatever happens (as every other test expects)."""
+    try:
+        yield gate
+    finally:
+        gate.open()
 
 
 @pytest.fixture(scope="session")

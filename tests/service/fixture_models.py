@@ -125,13 +125,18 @@ def write_scripted(version_dir: Path, module: nn.Module, features: int, classes:
     return path
 
 
+def write_gated_model(root: Path, gate: Gate, max_batch_size: int) -> None:
+    """`<root>/gated/1`: the GatedModel behind `gate`, with batching and no queue delay."""
+    write_config(root / "gated", max_batch_size=max_batch_size, delay_us=0)
+    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+
+
 def build_test_repository(root: Path, bundled: Path, gate: Gate) -> None:
     """The bundled models, the gated model and three broken ones (each broken differently)."""
     for model_dir in bundled.iterdir():
         if model_dir.is_dir():
             shutil.copytree(model_dir, root / model_dir.name)
-    write_config(root / "gated", max_batch_size=8, delay_us=0)
-    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+    write_gated_model(root, gate, max_batch_size=8)
 
     def broken(name: str) -> Path:
         source = root / "iris" / "1"

@@ -14,7 +14,7 @@ from service.__main__ import main as serve_main
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import BUNDLED_MODELS
-from tests.service.fixture_models import Gate, GatedModel, write_config, write_scripted
+from tests.service.fixture_models import Gate, write_gated_model
 
 
 def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
@@ -22,8 +22,7 @@ def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
     gate.close()  # warm-up of the gated model will wait here
     root = tmp_path / "models"
     shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
-    write_config(root / "gated", max_batch_size=4, delay_us=0)
-    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), 4, 3)
+    write_gated_model(root, gate, max_batch_size=4)
     app = create_app(Settings(models=root, device="cpu"))
     try:
         with TestClient(app) as client:

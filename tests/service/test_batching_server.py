@@ -26,15 +26,6 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-@pytest.fixture
-def closed_gate(gate: Gate) -> Iterator[Gate]:
-    """The gate, guaranteed open again after the test whatever happens."""
-    try:
-        yield gate
-    finally:
-        gate.open()
-
-
 def stats(http: httpx.Client) -> dict[str, int]:
     return http.get("/v1/models/gated").json()["stats"]["1"]
 

@@ -9,14 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.service.conftest import start_server, wait_until
-from tests.service.fixture_models import (
-    GATED_CLASSES,
-    GATED_FEATURES,
-    Gate,
-    GatedModel,
-    write_config,
-    write_scripted,
-)
+from tests.service.fixture_models import Gate, write_gated_model
 
 ROWS = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 DRAIN_DELAY_S = "5"  # long enough for the test to act inside it; the test never sleeps
@@ -25,8 +18,7 @@ DRAIN_DELAY_S = "5"  # long enough for the test to act inside it; the test never
 def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> None:
     root = tmp_path / "models"
     gate = Gate(tmp_path / "gate.bin")
-    write_config(root / "gated", max_batch_size=2, delay_us=0)
-    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+    write_gated_model(root, gate, max_batch_size=2)
     server = start_server(root, tmp_path / "server.log", drain_delay_s=DRAIN_DELAY_S)
     answers: list[int] = []
     lock = threading.Lock()

@@ -18,16 +18,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.service.conftest import UPLOAD_TYPES
 
 PREDICT = "/v1/models/mnist:predict-image"
-FORMATS = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "BMP": "image/bmp",
-    "GIF": "image/gif",
-    "TIFF": "image/tiff",
-}
 FLIPS = [1, 4, 32]  # bytes flipped per corrupted copy
 FLIP_SEEDS = range(4)
 TRUNCATIONS = 10  # offsets per file, from the first byte to the last
@@ -47,7 +40,7 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-ENCODED = {fmt: encode(digit_image(), fmt) for fmt in FORMATS}
+ENCODED = {fmt: encode(digit_image(), fmt) for fmt in UPLOAD_TYPES}
 
 
 def header_length(data: bytes) -> int:
@@ -133,19 +126,21 @@ TRANSPORTS = pytest.mark.parametrize("multipart", [False, True], ids=["raw", "mu
 
 
 @TRANSPORTS
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", UPLOAD_TYPES)
 def test_truncated_files(healthy: httpx.Client, fmt: str, multipart: bool) -> None:
     data = ENCODED[fmt]
-    cases = [(f"{fmt}[:{cut}]", data[:cut], FORMATS[fmt]) for cut in truncation_offsets(len(data))]
-    cases.append((f"{fmt} header only", data[: header_length(data)], FORMATS[fmt]))
+    cases = [
+        (f"{fmt}[:{cut}]", data[:cut], UPLOAD_TYPES[fmt]) for cut in truncation_offsets(len(data))
+    ]
+    cases.append((f"{fmt} header only", data[: header_length(data)], UPLOAD_TYPES[fmt]))
     assert check_all(healthy, cases, multipart) == {}
 
 
 @TRANSPORTS
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", UPLOAD_TYPES)
 def test_files_with_flipped_bytes(healthy: httpx.Client, fmt: str, multipart: bool) -> None:
     cases = [
-        (f"{fmt} {flips} flips, seed {seed}", flipped(ENCODED[fmt], flips, seed), FORMATS[fmt])
+        (f"{fmt} {flips} flips, seed {seed}", flipped(ENCODED[fmt], flips, seed), UPLOAD_TYPES[fmt])
         for flips in FLIPS
         for seed in FLIP_SEEDS
     ]
@@ -156,9 +151,9 @@ def test_files_with_flipped_bytes(healthy: httpx.Client, fmt: str, multipart: bo
 @TRANSPORTS
 def test_image_types_swapped(healthy: httpx.Client, multipart: bool) -> None:
     """Each format labelled as the next one: decoding goes by the bytes, not the label."""
-    names = list(FORMATS)
+    names = list(UPLOAD_TYPES)
     cases = [
-        (f"{fmt} as {FORMATS[other]}", ENCODED[fmt], FORMATS[other])
+        (f"{fmt} as {UPLOAD_TYPES[other]}", ENCODED[fmt], UPLOAD_TYPES[other])
         for fmt, other in zip(names, names[1:] + names[:1], strict=True)
     ]
     assert check_all(healthy, cases, multipart) == {}

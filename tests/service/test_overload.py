@@ -68,15 +68,6 @@ def loop() -> Iterator[Loop]:
     loop.close()
 
 
-@pytest.fixture
-def closed_gate(gate: Gate) -> Iterator[Gate]:
-    """The gate, open again after the test whatever happens (as every other test expects)."""
-    try:
-        yield gate
-    finally:
-        gate.open()
-
-
 def request_bytes(value: float, keep_alive: bool) -> bytes:
     body = json.dumps({"instances": [[value] * 4]}).encode()
     return (

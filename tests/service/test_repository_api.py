@@ -15,14 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.conftest import BUNDLED_MODELS
 from tests.service.conftest import Server, start_server, wait_until
-from tests.service.fixture_models import (
-    GATED_CLASSES,
-    GATED_FEATURES,
-    Gate,
-    GatedModel,
-    write_config,
-    write_scripted,
-)
+from tests.service.fixture_models import Gate, write_gated_model
 
 IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -49,8 +42,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server
     root = tmp_path_factory.mktemp("lifecycle") / "models"
     shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
     gate = Gate(tmp_path_factory.mktemp("gate") / "gate.bin")
-    write_config(root / "gated", max_batch_size=4, delay_us=0)
-    write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
+    write_gated_model(root, gate, max_batch_size=4)
     server = start_server(root, tmp_path_factory.mktemp("log") / "server.log")
     yield server, root, gate
     gate.open()

@@ -15,18 +15,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.service.conftest import UPLOAD_TYPES
 
 UPLOADS = ROOT / "tests" / "fixtures" / "uploads"
 MANIFEST: list[dict] = json.loads((UPLOADS / "manifest.json").read_text())
 PREDICT = "/v1/models/mnist:predict-image"
-RAW_TYPES = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "BMP": "image/bmp",
-    "GIF": "image/gif",
-    "TIFF": "image/tiff",
-}
 
 
 def upload(name: str) -> tuple[str, bytes, str]:
@@ -94,11 +87,11 @@ def test_multipart_batch_answers_in_upload_order(http: httpx.Client) -> None:
         assert "input_png" not in prediction
 
 
-@pytest.mark.parametrize("fmt", RAW_TYPES)
+@pytest.mark.parametrize("fmt", UPLOAD_TYPES)
 def test_raw_body_of_each_accepted_type(http: httpx.Client, fmt: str) -> None:
     image = seven().convert("RGB") if fmt == "JPEG" else seven()
     response = http.post(
-        PREDICT, content=encode(image, fmt), headers={"content-type": RAW_TYPES[fmt]}
+        PREDICT, content=encode(image, fmt), headers={"content-type": UPLOAD_TYPES[fmt]}
     )
     assert response.status_code == 200, response.text
     [prediction] = response.json()["predictions"]
@@ -234,7 +227,7 @@ def test_openapi_documents_the_uploads(http: httpx.Client) -> None:
     operation = http.get("/schema/openapi.json").json()["paths"]["/v1/models/{target}"]["post"]
     content = operation["requestBody"]["content"]
     assert content["multipart/form-data"]["schema"]["required"] == ["file"]
-    assert set(RAW_TYPES.values()) <= set(content)
+    assert set(UPLOAD_TYPES.values()) <= set(content)
     assert "return_input" in [parameter["name"] for parameter in operation["parameters"]]
     answers = operation["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
     assert {"$ref": "#/components/schemas/V1ImageResponse"} in answers
