@@ -11,14 +11,14 @@ batching, the model, logs and metrics) is what the ratio to this server measures
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import msgspec
-import uvicorn
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath
+
+from bench.harness import serve_reference
 
 IRIS_PREDICTION = {"label": 0, "class_name": "setosa", "probabilities": [0.98, 0.015, 0.005]}
 V2_OUTPUT = {"name": "OUTPUT__0", "datatype": "FP32", "shape": [1, 3], "data": [0.98, 0.015, 0.005]}
@@ -74,19 +74,7 @@ def create_app() -> Litestar:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        create_app(),
-        host="127.0.0.1",
-        port=args.port,
-        http="httptools",
-        loop="uvloop",
-        workers=1,
-        access_log=False,
-        log_level="warning",
-    )
+    serve_reference(create_app(), __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

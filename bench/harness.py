@@ -8,6 +8,7 @@ uvicorn with several workers, serve from child processes).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -18,13 +19,33 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 SERVER_CORE, LOAD_CORE = "0", "1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def serve_reference(app: Any, description: str) -> None:
+    """Run a reference app (`--port N`) the way `python -m service` runs ours: uvicorn with
+    httptools and uvloop, one worker, no access log, on loopback."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        http="httptools",
+        loop="uvloop",
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
 
 
 def free_port() -> int:

@@ -11,19 +11,17 @@ forward passes like the service, so the benchmark reads both the same way.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import torch
-import uvicorn
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
-from bench.harness import latest_version
+from bench.harness import latest_version, serve_reference
 from service import images, jit
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -122,19 +120,7 @@ async def read_digit(request: Request) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        create_app(),
-        host="127.0.0.1",
-        port=args.port,
-        http="httptools",
-        loop="uvloop",
-        workers=1,
-        access_log=False,
-        log_level="warning",
-    )
+    serve_reference(create_app(), __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
