@@ -239,7 +239,8 @@ class ModelRegistry:
             for entry in entries.values():
                 self._activate(entry)
             self.entries = entries
-            self._fingerprints = {name: self.fingerprint(name) for name in entries}
+            for name in entries:
+                await self._remember_files(name)
         self.loaded.set()
         log.info(
             "repository loaded",
@@ -292,8 +293,7 @@ class ModelRegistry:
     async def load(self, name: str) -> ModelEntry:
         """(Re)load one model from disk; new traffic moves to it once it is warm."""
         model_dir = self.root / name
-        if not self.loaded.is_set():
-            raise ModelNotReady("models are still loading; retry shortly")
+        self._require_loaded()
         if name.startswith(".") or "/" in name or not model_dir.is_dir():
             raise ModelNotFound(f"no model {name!r} in the repository {self.root}")
         async with self._changes:
@@ -302,7 +302,7 @@ class ModelRegistry:
             self._activate(entry)
             self.entries[name] = entry
             self.unloaded.discard(name)
-            self._fingerprints[name] = self.fingerprint(name)
+            await self._remember_files(name)
             if serving is not None:
                 retired = [m for v, m in serving.loaded.items() if entry.loaded.get(v) is not m]
                 await self._retire(retired)
@@ -310,8 +310,7 @@ class ModelRegistry:
 
     async def unload(self, name: str) -> None:
         """Stop serving every version of `name`; queued requests still get their answers."""
-        if not self.loaded.is_set():
-            raise ModelNotReady("models are still loading; retry shortly")
+        self._require_loaded()
         async with self._changes:
             entry = self.entries.pop(name, None)
             if entry is None:
@@ -319,7 +318,7 @@ class ModelRegistry:
                     return  # unloading an unloaded model is a no-op, as in Triton
                 raise ModelNotFound(f"no model {name!r} in the repository {self.root}")
             self.unloaded.add(name)
-            self._fingerprints[name] = self.fingerprint(name)
+            await self._remember_files(name)
             await self._retire(list(entry.loaded.values()))
             log.info("model %s unloaded", name, extra={"fields": {"model": name}})
 
@@ -349,6 +348,14 @@ class ModelRegistry:
         return [row for row in rows if row.state == READY] if ready_only else rows
 
     # polling -----------------------------------------------------------------------------
+
+    async def _remember_files(self, name: str) -> None:
+        """Record the model's files as seen now (a file walk: off the event loop)."""
+        self._fingerprints[name] = await asyncio.to_thread(self.fingerprint, name)
+
+    def _require_loaded(self) -> None:
+        if not self.loaded.is_set():
+            raise ModelNotReady("models are still loading; retry shortly")
 
     def fingerprint(self, name: str) -> tuple:
         """What changes when a model's files change: names, sizes and mtimes under its dir."""
@@ -395,8 +402,7 @@ class ModelRegistry:
                     await model.batcher.stop(self.settings.drain_timeout_s)
 
     def entry(self, name: str) -> ModelEntry:
-        if not self.loaded.is_set():
-            raise ModelNotReady("models are still loading; retry shortly")
+        self._require_loaded()
         try:
             return self.entries[name]
         except KeyError:

@@ -99,7 +99,9 @@ def v1_predictions(card: ModelCard, outputs: np.ndarray) -> list[Prediction]:
     names = card.output.class_names or []
     labels = outputs.argmax(axis=1).tolist()
     return [
-        Prediction(label=label, class_name=names[label], probabilities=probabilities)
+        Prediction(
+            label=label, class_name=names[label] if names else None, probabilities=probabilities
+        )
         for label, probabilities in zip(labels, outputs.tolist(), strict=True)
     ]
 
