@@ -15,6 +15,8 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import BatchedLines, json_line
+
 ACCESS_FIELDS = "mlp_serve.access"
 REQUEST_ID = b"x-request-id"
 MAX_ID_LENGTH = 128
@@ -43,6 +45,7 @@ class AccessLog:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.lines = BatchedLines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,11 +68,13 @@ class AccessLog:
             await self.app(scope, receive, send_with_id)
         finally:
             if log.isEnabledFor(logging.INFO):
-                fields.update(
+                line = json_line("info", log.name, "request", time.time())
+                line.update(
+                    fields,
                     request_id=request_id.decode(),
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
                     latency_ms=round((time.perf_counter() - began) * 1e3, 3),
                 )
-                log.info("request", extra={"fields": fields})
+                self.lines.write(line)

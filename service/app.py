@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import torch
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 from service import drain, metrics
 from service.access_log import AccessLog
-from service.auth import check_key, presented_key
+from service.auth import check_key, presented_key, require_api_key
 from service.errors import ServeError
 from service.repository import ModelRegistry
 from service.routes.openapi import union_answers_as_any_of
@@ -95,6 +95,16 @@ def freeze_heap() -> None:
     gc.set_threshold(10_000, 50, 1_000)
 
 
+def model_routes(settings: Settings) -> Router:
+    """The model and repository endpoints, behind the API key when one is set (and no guard
+    at all otherwise: a guard costs every request a handler copy)."""
+    return Router(
+        path="/",
+        route_handlers=[V1Controller, V2ModelController, RepositoryController],
+        guards=[require_api_key] if settings.api_key is not None else [],
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """The app; with no argument (uvicorn --factory, --workers N) settings come from SERVE_*."""
     settings = settings or Settings()
@@ -139,10 +149,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
-            V1Controller,
             HealthController,
-            V2ModelController,
-            RepositoryController,
+            model_routes(settings),
             prometheus_metrics,
         ],
         dependencies={

@@ -30,8 +30,7 @@ def check_key(settings: Settings, presented: str | None) -> None:
         raise Forbidden("the API key is not valid")
 
 
-def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A Litestar guard; a no-op (no header parsing) when no key is configured."""
-    settings: Settings = connection.app.state.settings
-    if settings.api_key is not None:
-        check_key(settings, presented_key(connection))
+async def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A Litestar guard, installed only when a key is set (`create_app`): with no key the
+    model routes run no guard at all. Async, or Litestar would run it on a thread per request."""
+    check_key(connection.app.state.settings, presented_key(connection))

@@ -6,9 +6,13 @@ extra={"fields": {...}})` gives machine-readable lines without string formatting
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import sys
 import time
-from typing import Any
+from functools import lru_cache
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -17,12 +21,7 @@ _encoder = msgspec.json.Encoder()
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        line = json_line(record.levelname.lower(), record.name, record.getMessage(), record.created)
         fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
@@ -31,9 +30,49 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(line).decode()
 
 
+def json_line(level: str, logger: str, message: str, created: float) -> dict[str, Any]:
+    """The leading keys of every log line."""
+    return {"time": _timestamp(created), "level": level, "logger": logger, "message": message}
+
+
 def _timestamp(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    return f"{_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+
+
+@lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+class BatchedLines:
+    """JSON lines to stderr, written once per event-loop iteration rather than once each.
+
+    A write per line made every request pay a syscall, and the batch worker thread took the
+    GIL at each one (the access log cost 30% of the throughput). Lines written outside an event
+    loop go out at once; whatever is buffered goes out at exit too.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.stream = stream  # None: whatever sys.stderr is when the lines go out
+        self._lines: list[bytes] = []
+        atexit.register(self.flush)
+
+    def write(self, line: dict[str, Any]) -> None:
+        self._lines.append(_encoder.encode(line))
+        if len(self._lines) > 1:
+            return  # a flush is already scheduled
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        stream = self.stream or sys.stderr.buffer
+        stream.write(b"\n".join(lines) + b"\n")
+        stream.flush()
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from service.auth import require_api_key
 from service.errors import MalformedRequest, ModelLoadFailed
 from service.repository import ModelRegistry
 from service.routes.openapi import errors
@@ -31,7 +30,6 @@ async def optional_json(request: Request, schema: type[msgspec.Struct]) -> msgsp
 class RepositoryController(Controller):
     path = "/v2/repository"
     tags = ["Model repository"]
-    guards = [require_api_key]
 
     @post("/index", status_code=200, summary="Every model version and its state")
     async def index(

@@ -8,7 +8,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import File
 
-from service.auth import require_api_key
 from service.cards import CURVES_FILE
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows, tracked
@@ -72,7 +71,6 @@ def require_json(request: Request) -> None:
 
 class V1Controller(Controller):
     path = "/v1/models"
-    guards = [require_api_key]
     tags = ["KServe v1"]
 
     @get("/", summary="List models")

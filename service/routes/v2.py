@@ -8,7 +8,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from service import drain
-from service.auth import require_api_key
 from service.errors import InvalidInput, ModelNotReady, Unavailable, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
@@ -93,7 +92,6 @@ class HealthController(Controller):
 class V2ModelController(Controller):
     """Each endpoint twice: for the default version and for an explicit one."""
 
-    guards = [require_api_key]
     path = "/v2/models/{name:str}"
     tags = ["Open Inference Protocol v2"]
 
