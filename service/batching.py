@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -36,15 +36,19 @@ class BatchObserver(Protocol):
     def queue_changed(self, depth: int) -> None: ...
 
 
-@dataclass(eq=False)
 class _Pending:
-    rows: np.ndarray
-    future: asyncio.Future[np.ndarray]
-    enqueued_at: float  # loop time, for the queue delay
-    queued_at: float = field(default_factory=time.perf_counter)  # for the queue-time metric
-    batch_rows: int = 0  # size of the forward pass that served it
-    started: bool = False
-    withdrawn: bool = False
+    """One queue entry: a block of rows and the future its outputs resolve."""
+
+    __slots__ = ("batch_rows", "enqueued_at", "future", "queued_at", "rows", "started", "withdrawn")
+
+    def __init__(self, rows: np.ndarray, future: asyncio.Future[np.ndarray], now: float) -> None:
+        self.rows = rows
+        self.future = future
+        self.enqueued_at = now  # loop time, for the queue delay
+        self.queued_at = time.perf_counter()  # for the queue-time metric
+        self.batch_rows = 0  # size of the forward pass that served it
+        self.started = False
+        self.withdrawn = False
 
 
 @dataclass
@@ -131,23 +135,33 @@ class DynamicBatcher:
                 f"model {self.name} has {self.stats.queued_rows} rows queued "
                 f"(limit {self.max_queue_size}); retry later"
             )
-        chunks = [
-            rows[i : i + self.max_batch_size] for i in range(0, len(rows), self.max_batch_size)
-        ]
-        pending = [self._enqueue(chunk) for chunk in chunks]
+        step = self.max_batch_size
+        if len(rows) <= step:
+            pending = [self._enqueue(rows)]
+        else:
+            pending = [self._enqueue(rows[i : i + step]) for i in range(0, len(rows), step)]
+        # One timer, not asyncio.timeout(): a quarter of the batcher's cost per request.
+        deadline = asyncio.get_running_loop().call_later(
+            timeout_s, self._expire, pending, timeout_s
+        )
         try:
-            async with asyncio.timeout(timeout_s):
-                outputs = [await entry.future for entry in pending]
-        except TimeoutError:
-            self._withdraw(pending)
-            raise TimedOut(
-                f"model {self.name} did not answer within {timeout_s:g} s; retry later"
-            ) from None
+            outputs = [await entry.future for entry in pending]
         except BaseException:
             self._withdraw(pending)
             raise
-        batch_rows = max(entry.batch_rows for entry in pending)
-        return (outputs[0] if len(outputs) == 1 else np.concatenate(outputs)), batch_rows
+        finally:
+            deadline.cancel()
+        if len(pending) == 1:
+            return outputs[0], pending[0].batch_rows
+        return np.concatenate(outputs), max(entry.batch_rows for entry in pending)
+
+    def _expire(self, pending: list[_Pending], timeout_s: float) -> None:
+        """Fail the first unanswered entry (the one its caller awaits); the rest are withdrawn."""
+        for entry in pending:
+            if not entry.future.done():
+                message = f"model {self.name} did not answer within {timeout_s:g} s; retry later"
+                entry.future.set_exception(TimedOut(message))
+                return
 
     def _enqueue(self, rows: np.ndarray) -> _Pending:
         loop = asyncio.get_running_loop()

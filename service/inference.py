@@ -2,13 +2,15 @@
 
 Litestar does not cancel a handler when its client disconnects, so a small watcher listens for
 `http.disconnect` and cancels the handler; rows whose batch has not started leave the queue.
+The watcher starts only once a request has waited `WATCH_AFTER_S`: most answers come sooner,
+and a task per request cost more than the rest of the batcher's work for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from typing import Any
 
 import numpy as np
 from litestar import Request
@@ -18,11 +20,44 @@ from service.access_log import ACCESS_FIELDS
 from service.errors import ModelNotReady, ServeError
 from service.repository import LoadedModel
 
+# A client that leaves sooner costs at most its own rows' compute; overload latency (p99
+# ~100 ms at 256 connections on 2 cores) stays below it, so a busy server starts no watchers.
+WATCH_AFTER_S = 0.25
+
 
 class ClientDisconnected(ServeError):
     """The client went away before its answer was ready (no one is left to see this)."""
 
     status_code = 499
+
+
+class DisconnectWatch:
+    """Cancels `handler` if its client disconnects, listening from `after_s` on."""
+
+    __slots__ = ("handler", "request", "task", "timer")
+
+    def __init__(self, request: Request, handler: asyncio.Task, after_s: float) -> None:
+        self.request = request
+        self.handler = handler
+        self.task: asyncio.Task | None = None
+        self.timer = asyncio.get_running_loop().call_later(after_s, self._start)
+
+    def _start(self) -> None:
+        self.task = asyncio.ensure_future(self._cancel_on_disconnect())
+
+    async def _cancel_on_disconnect(self) -> None:
+        while (await self.request.receive())["type"] != "http.disconnect":
+            pass
+        self.handler.cancel()
+
+    @property
+    def fired(self) -> bool:
+        return self.task is not None and self.task.done() and not self.task.cancelled()
+
+    def close(self) -> None:
+        self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def infer_rows(
@@ -33,7 +68,7 @@ async def infer_rows(
         raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
     handler = asyncio.current_task()
     assert handler is not None
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, handler))
+    watch = DisconnectWatch(request, handler, WATCH_AFTER_S)
     try:
         outputs, batch_rows = await model.batcher.infer_batched(rows, timeout_s)
         access = request.scope.get(ACCESS_FIELDS)
@@ -41,26 +76,41 @@ async def infer_rows(
             access["batch_size"] = batch_rows
         return outputs
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():  # our own cancellation, not a shutdown
+        if watch.fired:  # our own cancellation, not a shutdown
             handler.uncancel()
             raise ClientDisconnected("client disconnected") from None
         raise
     finally:
-        watcher.cancel()
+        watch.close()
 
 
-@contextmanager
-def tracked(request: Request, endpoint: str, model: LoadedModel) -> Iterator[None]:
-    """Count and time one inference request, and name its model in the access log."""
-    access = request.scope.get(ACCESS_FIELDS)
-    if access is not None:
-        access["model"] = model.name
-        access["version"] = model.version
-    with metrics.observe_request(endpoint, model.name, model.version):
-        yield
+class tracked:  # noqa: N801  (used as a context manager, like contextlib's)
+    """Count and time one inference request, and name its model in the access log.
 
+    A class rather than @contextmanager: a generator per request was a measurable cost.
+    """
 
-async def _cancel_on_disconnect(request: Request, handler: asyncio.Task) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-    handler.cancel()
+    __slots__ = ("began", "endpoint", "model")
+
+    def __init__(self, request: Request, endpoint: str, model: LoadedModel) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        access = request.scope.get(ACCESS_FIELDS)
+        if access is not None:
+            access["model"] = model.name
+            access["version"] = model.version
+
+    def __enter__(self) -> None:
+        self.began = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        if kind is None:
+            status = 200
+        elif isinstance(error, ServeError):
+            status = error.status_code
+        else:
+            status = 500
+        elapsed = time.perf_counter() - self.began
+        metrics.request_done(self.endpoint, self.model.name, self.model.version, status, elapsed)

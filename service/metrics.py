@@ -12,9 +12,6 @@ prometheus-client's label validation.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -29,8 +26,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from service.errors import ServeError
 
 disable_created_metrics()  # `*_created` samples double the exposition for no dashboard's use
 
@@ -123,33 +118,31 @@ def set_ready(model: str, version: int, ready: bool) -> None:
     MODEL_READY.labels(model, str(version)).set(1 if ready else 0)
 
 
-@cache
-def _request_children(model: str, version: str, endpoint: str, status: int) -> Counter:
-    return REQUESTS.labels(model, version, endpoint, str(status))
+@dataclass(frozen=True)
+class EndpointMetrics:
+    """The request metrics of one (model, version, endpoint), resolved once."""
+
+    labels: tuple[str, str, str]  # model, version, endpoint
+    duration: Histogram
+    requests: dict[int, Counter]  # by HTTP status, filled as statuses occur
+
+    def done(self, status: int, duration_s: float) -> None:
+        counter = self.requests.get(status)
+        if counter is None:
+            counter = self.requests[status] = REQUESTS.labels(*self.labels, str(status))
+        counter.inc()
+        self.duration.observe(duration_s)
 
 
 @cache
-def _duration_child(model: str, version: str, endpoint: str) -> Histogram:
-    return REQUEST_DURATION.labels(model, version, endpoint)
+def for_endpoint(model: str, version: int, endpoint: str) -> EndpointMetrics:
+    labels = (model, str(version), endpoint)
+    return EndpointMetrics(labels, REQUEST_DURATION.labels(*labels), {})
 
 
-@contextmanager
-def observe_request(endpoint: str, model: str, version: int) -> Iterator[None]:
-    """Count one inference request by its outcome and time it."""
-    began = time.perf_counter()
-    status = 200
-    try:
-        yield
-    except ServeError as error:
-        status = error.status_code
-        raise
-    except BaseException:
-        status = 500
-        raise
-    finally:
-        labels = (model, str(version), endpoint)
-        _request_children(*labels, status).inc()
-        _duration_child(*labels).observe(time.perf_counter() - began)
+def request_done(endpoint: str, model: str, version: int, status: int, duration_s: float) -> None:
+    """Count one inference request by its outcome and record its time in the handler."""
+    for_endpoint(model, version, endpoint).done(status, duration_s)
 
 
 def multiprocess_dir() -> str | None:

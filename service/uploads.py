@@ -27,6 +27,7 @@ from service.errors import (
     ServeError,
     UnsupportedMediaType,
 )
+from service.routes.headers import media_type
 
 FILE_FIELD = "file"
 IMAGE_TYPES = frozenset(
@@ -61,10 +62,6 @@ class PreparedImage:
 
     row: np.ndarray
     input_png: str | None
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def check_image_model(card: ModelCard) -> None:

@@ -12,6 +12,7 @@ from service.cards import CURVES_FILE
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelEntry, ModelRegistry
+from service.routes.headers import media_type
 from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
     ImagePrediction,
@@ -57,7 +58,7 @@ def split_verb(target: str) -> tuple[str, str]:
 
 
 def require_json(request: Request) -> None:
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    media = media_type(request)
     if media and media != "application/json":
         raise UnsupportedMediaType(
             f"content type {media!r} is not supported here; send application/json"

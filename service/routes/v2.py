@@ -11,6 +11,7 @@ from service import drain
 from service.errors import InvalidInput, ModelNotReady, Unavailable, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
+from service.routes.headers import header, media_type
 from service.routes.openapi import errors, success, with_json_body
 from service.schemas import (
     TensorMetadata,
@@ -29,6 +30,7 @@ SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["binary_tensor_data"]
 PLATFORM = "pytorch_libtorch"
 HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 INFER_DOC = with_json_body(
     V2InferRequest,
     "An OIP inference request. With the binary tensor data extension the body is this JSON "
@@ -171,7 +173,7 @@ def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V
 async def infer(request: Request, model: LoadedModel, settings: Settings) -> Response:
     """Decode (JSON or binary tensors), run through the batcher, encode as the client asked."""
     with tracked(request, "v2/infer", model):
-        header_length = request.headers.get(HEADER_LENGTH)
+        header_length = header(request, HEADER_LENGTH_KEY)
         require_inference_media(request, binary=header_length is not None)
         payload = decode_v2_request(
             await request.body(), header_length, model.card, settings.max_rows_per_request
@@ -183,7 +185,7 @@ async def infer(request: Request, model: LoadedModel, settings: Settings) -> Res
 
 def require_inference_media(request: Request, binary: bool) -> None:
     """No Content-Type is JSON (tritonclient sends none); binary framing may say octet-stream."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = media_type(request)
     allowed = {"", "application/json"} | ({"application/octet-stream"} if binary else set())
     if media not in allowed:
         raise UnsupportedMediaType(
