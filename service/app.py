@@ -28,6 +28,7 @@ from service.errors import ServeError
 from service.repository import ModelRegistry
 from service.routes.openapi import union_answers_as_any_of
 from service.routes.repository import RepositoryController
+from service.routes.requests import body_too_large
 from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
 from service.settings import Settings
@@ -53,10 +54,7 @@ def exception_handlers(settings: Settings) -> dict:
 
     def http_error(request: Request, error: HTTPException) -> Response:
         if error.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
-            message = (
-                f"request body is larger than {settings.max_body_bytes} bytes "
-                "(SERVE_MAX_BODY_BYTES); split the request"
-            )
+            message = body_too_large(settings.max_body_bytes)
         elif error.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif error.status_code == 405:
@@ -160,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers(settings),
         request_max_body_size=settings.max_body_bytes,
         multipart_form_part_limit=settings.max_files_per_request + 16,
-        state=State({"images": preparer, "settings": settings}),
+        state=State({"images": preparer, "settings": settings, "registry": registry}),
         cors_config=CORSConfig(allow_origins=settings.cors_origins)
         if settings.cors_origins
         else None,

@@ -79,3 +79,9 @@ class Forbidden(ServeError):
     """An API key that is not the configured one."""
 
     status_code = 403
+
+
+class ClientDisconnected(ServeError):
+    """The client went away before its answer was ready (no one is left to see this)."""
+
+    status_code = 499

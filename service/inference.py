@@ -17,18 +17,12 @@ from litestar import Request
 
 from service import metrics
 from service.access_log import ACCESS_FIELDS
-from service.errors import ModelNotReady, ServeError
+from service.errors import ClientDisconnected, ModelNotReady, ServeError
 from service.repository import LoadedModel
 
 # A client that leaves sooner costs at most its own rows' compute; overload latency (p99
 # ~100 ms at 256 connections on 2 cores) stays below it, so a busy server starts no watchers.
 WATCH_AFTER_S = 0.25
-
-
-class ClientDisconnected(ServeError):
-    """The client went away before its answer was ready (no one is left to see this)."""
-
-    status_code = 499
 
 
 class DisconnectWatch:

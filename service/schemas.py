@@ -6,7 +6,7 @@ shapes follow the KServe and Triton specifications so their clients work unchang
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Struct, field
@@ -19,10 +19,16 @@ class ErrorResponse(Struct):
 # KServe v1 ------------------------------------------------------------------------------
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+Float32 = Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+"""A JSON number that stays finite as float32: checked while decoding, not after."""
+
+
 class V1PredictRequest(Struct, forbid_unknown_fields=False):
     """`{"instances": [[...], ...]}`: each instance one feature vector in the model's raw units."""
 
-    instances: list[list[float]]
+    instances: list[list[Float32]]
 
 
 class Prediction(Struct, omit_defaults=True):

@@ -12,8 +12,8 @@ from service.cards import CURVES_FILE
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelEntry, ModelRegistry
-from service.routes.headers import media_type
 from service.routes.openapi import errors, success, with_json_body
+from service.routes.requests import media_type, read_body
 from service.schemas import (
     ImagePrediction,
     V1ImageResponse,
@@ -47,6 +47,9 @@ PREDICT_ANSWER = success(
         ],
     },
 )
+
+
+ENDPOINTS = {"predict": "v1/predict", "predict-image": "v1/predict-image"}  # metrics labels
 
 
 def split_verb(target: str) -> tuple[str, str]:
@@ -107,13 +110,10 @@ class V1Controller(Controller):
         responses=PREDICT_ANSWER,
     )
     async def predict(
-        self,
-        request: Request,
-        target: FromPath[str],
-        registry: NamedDependency[ModelRegistry],
+        self, request: Request, target: FromPath[str]
     ) -> V1PredictResponse | V1ImageResponse:
         name, verb = split_verb(target)
-        return await self._predict(request, registry, name, None, verb)
+        return await serve_predict(request, name, None, verb)
 
     @post(
         "/{name:str}/versions/{target:str}",
@@ -123,37 +123,33 @@ class V1Controller(Controller):
         responses=PREDICT_ANSWER,
     )
     async def predict_version(
-        self,
-        request: Request,
-        name: FromPath[str],
-        target: FromPath[str],
-        registry: NamedDependency[ModelRegistry],
+        self, request: Request, name: FromPath[str], target: FromPath[str]
     ) -> V1PredictResponse | V1ImageResponse:
         version, verb = split_verb(target)
-        return await self._predict(request, registry, name, version, verb)
+        return await serve_predict(request, name, version, verb)
 
-    async def _predict(
-        self,
-        request: Request,
-        registry: ModelRegistry,
-        name: str,
-        version: str | None,
-        verb: str,
-    ) -> V1PredictResponse | V1ImageResponse:
-        if verb not in ("predict", "predict-image"):
-            raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
-        model = registry.get(name, version)
-        with tracked(request, f"v1/{verb}", model):
-            if verb == "predict-image":
-                return await predict_images(request, registry.settings, model)
-            return await predict_rows(request, registry.settings, model)
+
+async def serve_predict(
+    request: Request, name: str, version: str | None, verb: str
+) -> V1PredictResponse | V1ImageResponse:
+    """The predict handlers take the registry from the app's state, not as a dependency:
+    Litestar's dependency resolution was 4% of an iris prediction."""
+    if verb not in ("predict", "predict-image"):
+        raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
+    registry: ModelRegistry = request.app.state.registry
+    model = registry.get(name, version)
+    with tracked(request, ENDPOINTS[verb], model):
+        if verb == "predict-image":
+            return await predict_images(request, registry.settings, model)
+        return await predict_rows(request, registry.settings, model)
 
 
 async def predict_rows(
     request: Request, settings: Settings, model: LoadedModel
 ) -> V1PredictResponse:
     require_json(request)
-    rows = decode_v1_instances(await request.body(), model.card, settings.max_rows_per_request)
+    body = await read_body(request, settings.max_body_bytes)
+    rows = decode_v1_instances(body, model.card, settings.max_rows_per_request)
     outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
     return V1PredictResponse(
         model_name=model.name,

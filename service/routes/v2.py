@@ -11,8 +11,8 @@ from service import drain
 from service.errors import InvalidInput, ModelNotReady, Unavailable, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
-from service.routes.headers import header, media_type
 from service.routes.openapi import errors, success, with_json_body
+from service.routes.requests import header, media_type
 from service.schemas import (
     TensorMetadata,
     V2InferRequest,
