@@ -26,9 +26,9 @@ from service.access_log import AccessLog
 from service.auth import check_key, presented_key, require_api_key
 from service.errors import ServeError
 from service.repository import ModelRegistry
+from service.routes.asgi import body_too_large
 from service.routes.openapi import union_answers_as_any_of
 from service.routes.repository import RepositoryController
-from service.routes.requests import body_too_large
 from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
 from service.settings import Settings

@@ -27,7 +27,7 @@ from service.errors import (
     ServeError,
     UnsupportedMediaType,
 )
-from service.routes.requests import media_type
+from service.routes.asgi import media_type
 
 FILE_FIELD = "file"
 IMAGE_TYPES = frozenset(

@@ -7,13 +7,14 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import File
+from litestar.types import ASGIApp
 
 from service.cards import CURVES_FILE
 from service.errors import ModelNotFound, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelEntry, ModelRegistry
+from service.routes.asgi import JsonAnswer, media_type, read_body
 from service.routes.openapi import errors, success, with_json_body
-from service.routes.requests import media_type, read_body
 from service.schemas import (
     ImagePrediction,
     V1ImageResponse,
@@ -109,9 +110,7 @@ class V1Controller(Controller):
         operation_class=PREDICT_DOC,
         responses=PREDICT_ANSWER,
     )
-    async def predict(
-        self, request: Request, target: FromPath[str]
-    ) -> V1PredictResponse | V1ImageResponse:
+    async def predict(self, request: Request, target: FromPath[str]) -> ASGIApp:
         name, verb = split_verb(target)
         return await serve_predict(request, name, None, verb)
 
@@ -124,14 +123,12 @@ class V1Controller(Controller):
     )
     async def predict_version(
         self, request: Request, name: FromPath[str], target: FromPath[str]
-    ) -> V1PredictResponse | V1ImageResponse:
+    ) -> ASGIApp:
         version, verb = split_verb(target)
         return await serve_predict(request, name, version, verb)
 
 
-async def serve_predict(
-    request: Request, name: str, version: str | None, verb: str
-) -> V1PredictResponse | V1ImageResponse:
+async def serve_predict(request: Request, name: str, version: str | None, verb: str) -> JsonAnswer:
     """The predict handlers take the registry from the app's state, not as a dependency:
     Litestar's dependency resolution was 4% of an iris prediction."""
     if verb not in ("predict", "predict-image"):
@@ -140,8 +137,8 @@ async def serve_predict(
     model = registry.get(name, version)
     with tracked(request, ENDPOINTS[verb], model):
         if verb == "predict-image":
-            return await predict_images(request, registry.settings, model)
-        return await predict_rows(request, registry.settings, model)
+            return JsonAnswer(await predict_images(request, registry.settings, model))
+        return JsonAnswer(await predict_rows(request, registry.settings, model))
 
 
 async def predict_rows(

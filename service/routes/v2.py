@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+import numpy as np
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.types import ASGIApp
 
 from service import drain
 from service.errors import InvalidInput, ModelNotReady, Unavailable, UnsupportedMediaType
 from service.inference import infer_rows, tracked
 from service.repository import LoadedModel, ModelRegistry
+from service.routes.asgi import JsonAnswer, header, media_type, read_body
 from service.routes.openapi import errors, success, with_json_body
-from service.routes.requests import header, media_type
 from service.schemas import (
     TensorMetadata,
     V2InferRequest,
@@ -134,13 +136,8 @@ class V2ModelController(Controller):
         operation_class=INFER_DOC,
         responses=INFER_ANSWER,
     )
-    async def infer(
-        self,
-        request: Request,
-        name: FromPath[str],
-        registry: NamedDependency[ModelRegistry],
-    ) -> Response[V2InferResponse]:
-        return await infer(request, registry.get(name), registry.settings)
+    async def infer(self, request: Request, name: FromPath[str]) -> ASGIApp:
+        return await infer(request, name, None)
 
     @post(
         "/versions/{version:str}/infer",
@@ -150,13 +147,9 @@ class V2ModelController(Controller):
         responses=INFER_ANSWER,
     )
     async def version_infer(
-        self,
-        request: Request,
-        name: FromPath[str],
-        version: FromPath[str],
-        registry: NamedDependency[ModelRegistry],
-    ) -> Response[V2InferResponse]:
-        return await infer(request, registry.get(name, version), registry.settings)
+        self, request: Request, name: FromPath[str], version: FromPath[str]
+    ) -> ASGIApp:
+        return await infer(request, name, version)
 
 
 def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V2ModelMetadata:
@@ -170,14 +163,18 @@ def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V
     )
 
 
-async def infer(request: Request, model: LoadedModel, settings: Settings) -> Response:
-    """Decode (JSON or binary tensors), run through the batcher, encode as the client asked."""
+async def infer(request: Request, name: str, version: str | None) -> JsonAnswer:
+    """Decode (JSON or binary tensors), run through the batcher, encode as the client asked.
+
+    The registry comes from the app's state and the body straight from ASGI, as for v1."""
+    registry: ModelRegistry = request.app.state.registry
+    settings = registry.settings
+    model = registry.get(name, version)
     with tracked(request, "v2/infer", model):
         header_length = header(request, HEADER_LENGTH_KEY)
         require_inference_media(request, binary=header_length is not None)
-        payload = decode_v2_request(
-            await request.body(), header_length, model.card, settings.max_rows_per_request
-        )
+        body = await read_body(request, settings.max_body_bytes)
+        payload = decode_v2_request(body, header_length, model.card, settings.max_rows_per_request)
         timeout_s = request_timeout(payload, settings)
         outputs = await infer_rows(request, model, payload.rows, timeout_s)
         return encode_response(model, payload, outputs)
@@ -204,7 +201,7 @@ def request_timeout(payload: V2Payload, settings: Settings) -> float:
     return min(settings.request_timeout_s, timeout_us / 1e6)
 
 
-def encode_response(model: LoadedModel, payload: V2Payload, outputs) -> Response:  # type: ignore[no-untyped-def]
+def encode_response(model: LoadedModel, payload: V2Payload, outputs: np.ndarray) -> JsonAnswer:
     spec = model.card.output
     shape = list(outputs.shape)
     if payload.binary_output:
@@ -220,19 +217,17 @@ def encode_response(model: LoadedModel, payload: V2Payload, outputs) -> Response
         tensor = V2ResponseTensor(
             name=spec.name, datatype=spec.datatype, shape=shape, data=outputs.reshape(-1).tolist()
         )
-    header = msgspec.json.encode(
-        V2InferResponse(
-            model_name=model.name,
-            model_version=str(model.version),
-            outputs=[tensor],
-            id=payload.request.id,
-        )
+    answer = V2InferResponse(
+        model_name=model.name,
+        model_version=str(model.version),
+        outputs=[tensor],
+        id=payload.request.id,
     )
     if not raw:
-        return Response(header, status_code=200, media_type="application/json")
-    return Response(
+        return JsonAnswer(answer)
+    header = msgspec.json.encode(answer)
+    return JsonAnswer(
         header + raw,
-        status_code=200,
-        media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(len(header))},
+        media_type=b"application/octet-stream",
+        headers=[(HEADER_LENGTH_KEY, str(len(header)).encode())],
     )

@@ -1,4 +1,4 @@
-"""The parts of a request the inference path needs, read straight from ASGI.
+"""The inference path's own ASGI: the parts of a request it needs, and its answer.
 
 Litestar's `request.headers` builds a multi-dict of every header, and `request.body()` streams
 through an async generator that builds it again for the content length: together 10 us of an
@@ -8,9 +8,15 @@ iris prediction's ~90 us in the app. Handlers that read their body here must not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import msgspec
 from litestar import Request
+from litestar.types import Receive, Scope, Send
 
 from service.errors import ClientDisconnected, PayloadTooLarge
+
+Header = tuple[bytes, bytes]
 
 
 def header(request: Request, name: bytes) -> str | None:
@@ -46,3 +52,31 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def body_too_large(limit: int) -> str:
     return f"request body is larger than {limit} bytes (SERVE_MAX_BODY_BYTES); split the request"
+
+
+_JSON = b"application/json"
+_encoder = msgspec.json.Encoder()
+
+
+class JsonAnswer:
+    """A 200 JSON answer as a bare ASGI app, encoded once with msgspec.
+
+    Litestar's Response -> ASGIResponse builds a header multi-dict and looks up encoders for
+    every answer; a prediction needs two headers and a body.
+    """
+
+    __slots__ = ("body", "headers")
+
+    def __init__(
+        self, content: object, media_type: bytes = _JSON, headers: Sequence[Header] = ()
+    ) -> None:
+        self.body = content if isinstance(content, bytes) else _encoder.encode(content)
+        self.headers = [
+            (b"content-type", media_type),
+            (b"content-length", str(len(self.body)).encode()),
+            *headers,
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
