@@ -130,6 +130,8 @@ class ImagePreparer:
     async def prepare(self, uploads: list[Upload], with_png: bool) -> list[PreparedImage]:
         """Rows in upload order; the first bad file (in upload order) fails the request."""
         loop = asyncio.get_running_loop()
+        if len(uploads) == 1:  # most requests: no gather around one job
+            return [await loop.run_in_executor(self._pool, self.prepare_one, uploads[0], with_png)]
         jobs = [
             loop.run_in_executor(self._pool, self.prepare_one, upload, with_png)
             for upload in uploads

@@ -164,7 +164,7 @@ async def predict_images(
     uploads = await read_uploads(request, settings.max_files_per_request)
     preparer: ImagePreparer = request.app.state.images
     prepared = await preparer.prepare(uploads, with_png)
-    rows = np.stack([image.row for image in prepared])
+    rows = prepared[0].row[None] if len(prepared) == 1 else np.stack([i.row for i in prepared])
     outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
     predictions = [
         ImagePrediction(
