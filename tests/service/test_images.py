@@ -16,6 +16,7 @@ from service.images import (
     ImageTooLarge,
     NoDigit,
     NotAnImage,
+    block_min,
     center_by_mass,
     composite_alpha,
     crop_to_ink,
@@ -24,6 +25,7 @@ from service.images import (
     flatten_background,
     ink_extent,
     ink_map,
+    order_statistics,
     preprocess_digit,
     stroke_width,
     to_rgba_array,
@@ -238,3 +240,14 @@ def test_model_sized_upload_is_only_made_white_on_black(inverted: bool) -> None:
 def test_blank_model_sized_upload_has_no_digit() -> None:
     with pytest.raises(NoDigit):
         preprocess_digit(Image.new("L", (28, 28), 255))
+
+
+def test_order_statistics_are_nearest_rank_quantiles() -> None:
+    values = np.random.default_rng(0).permutation(1001).astype(np.float32).reshape(7, 143)
+    assert order_statistics(values, (0.995, 0.5, 0.0)) == [995.0, 500.0, 0.0]
+
+
+def test_block_min_takes_each_blocks_minimum_and_drops_a_ragged_edge() -> None:
+    values = np.arange(35, dtype=np.float32).reshape(5, 7)
+    assert block_min(values, 2).tolist() == [[0, 2, 4], [14, 16, 18]]
+    assert block_min(values, 1) is values
