@@ -61,7 +61,11 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (REQUEST_ID, request_id)]
+                headers = message.get("headers")
+                if isinstance(headers, list):  # each answer's own list: extend it in place
+                    headers.append((REQUEST_ID, request_id))
+                else:
+                    message["headers"] = [*(headers or ()), (REQUEST_ID, request_id)]
             await send(message)
 
         try:
@@ -69,12 +73,10 @@ class AccessLog:
         finally:
             if log.isEnabledFor(logging.INFO):
                 line = json_line("info", log.name, "request", time.time())
-                line.update(
-                    fields,
-                    request_id=request_id.decode(),
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    latency_ms=round((time.perf_counter() - began) * 1e3, 3),
-                )
+                line.update(fields)
+                line["request_id"] = request_id.decode()
+                line["method"] = scope["method"]
+                line["path"] = scope["path"]
+                line["status"] = status
+                line["latency_ms"] = round((time.perf_counter() - began) * 1e3, 3)
                 self.lines.write(line)

@@ -27,7 +27,7 @@ from service.errors import (
     ServeError,
     UnsupportedMediaType,
 )
-from service.routes.asgi import media_type
+from service.routes.asgi import media_type, read_body
 
 FILE_FIELD = "file"
 IMAGE_TYPES = frozenset(
@@ -81,6 +81,8 @@ def check_image_model(card: ModelCard) -> None:
 
 def query_flag(request: Request, name: str) -> bool:
     """`?name=true|false|1|0` (absent: false); anything else is a 400 naming the parameter."""
+    if not request.scope["query_string"]:  # most requests: no query to parse
+        return False
     value = request.query_params.get(name)
     if value is None:
         return False
@@ -91,11 +93,11 @@ def query_flag(request: Request, name: str) -> bool:
     raise MalformedRequest(f"query parameter {name}={value!r} must be true or false")
 
 
-async def read_uploads(request: Request, max_files: int) -> list[Upload]:
+async def read_uploads(request: Request, max_files: int, max_bytes: int) -> list[Upload]:
     """The request's images in upload order; 415 for other content, 413 for too many files."""
     media = media_type(request)
     if media in IMAGE_TYPES:
-        return [Upload(None, await request.body())]
+        return [Upload(None, await read_body(request, max_bytes))]
     if media != "multipart/form-data":
         raise UnsupportedMediaType(
             f"content type {media or 'none'!r} is not an image upload; send {ACCEPTED}"
