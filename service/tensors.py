@@ -168,6 +168,8 @@ def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: 
         values = _binary_values(binary, binary_size, dtype, count)
     else:
         values = _json_values(tensor, dtype, count)
+        if values.dtype == np.float32:  # FP32 JSON: cast and checked finite already
+            return values.reshape(tensor.shape)
     with np.errstate(over="ignore", invalid="ignore"):
         rows = values.astype(np.float32, copy=False).reshape(tensor.shape)
     return check_finite(rows)
@@ -196,12 +198,12 @@ def _json_values(tensor: V2RequestTensor, dtype: np.dtype, count: int) -> np.nda
         raise InvalidInput(f"shape {tensor.shape} needs {count} values; data has {values.size}")
     if values.ndim > 1 and list(values.shape) != tensor.shape:
         raise InvalidInput(f"nested data has shape {list(values.shape)}, not {tensor.shape}")
-    _check_kind(values, tensor.datatype, dtype)
-    return values.reshape(-1)
+    return _as_datatype(values, tensor.datatype, dtype).reshape(-1)
 
 
-def _check_kind(values: np.ndarray, datatype: str, dtype: np.dtype) -> None:
-    """JSON values must be of the declared datatype's kind and, for integers, in its range."""
+def _as_datatype(values: np.ndarray, datatype: str, dtype: np.dtype) -> np.ndarray:
+    """JSON values must be of the declared datatype's kind and in its range; floating-point
+    ones come back cast to it (integers and booleans as they are)."""
     kind = values.dtype.kind
     if dtype.kind == "b":
         ok = kind == "b"
@@ -213,11 +215,15 @@ def _check_kind(values: np.ndarray, datatype: str, dtype: np.dtype) -> None:
                 and int(values.max()) <= np.iinfo(dtype).max
             )
         )
+    elif kind not in "iuf":
+        ok = False
     else:
-        with np.errstate(over="ignore"):
-            ok = kind in "iuf" and bool(np.isfinite(values.astype(dtype)).all())
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = values.astype(dtype)
+        ok = bool(np.isfinite(values).all())
     if not ok:
         raise InvalidInput(f"data does not hold {datatype} values (numbers of that type and range)")
+    return values
 
 
 def _wants_binary_output(request: V2InferRequest, card: ModelCard) -> bool:
