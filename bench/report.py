@@ -183,7 +183,10 @@ def notes(result: dict[str, Any]) -> list[str]:
         "",
         "- **mlp-serve**: `python -m service --models models --device cpu`, default settings "
         "(JSON request logs and metrics on; `SERVE_DRAIN_DELAY_S=0` only to stop quickly). "
-        "Batching off: a copy of models/iris with `max_batch_size: 1`.",
+        "Batching off: a copy of models/iris with `max_batch_size: 1`. Its inference handlers "
+        "read the body with ASGI `receive()` and answer with a msgspec-encoded bare ASGI "
+        "response, where the ceiling uses Litestar's `request.body()` and `Response`: a ratio "
+        "above 1 on a part of the path is possible.",
         "- **ceiling** (`bench/ceiling.py`): bare Litestar, same uvicorn options (httptools, "
         "uvloop, one worker, no access log); parses the same body (msgspec JSON, multipart "
         "form + file read, or raw body) and returns a constant prediction.",
