@@ -186,6 +186,29 @@ def test_wrong_request_shapes(http: httpx.Client, kwargs: dict, status: int, say
     assert says in error_of(http.post(PREDICT, **kwargs), status)
 
 
+def test_far_too_many_parts_stop_the_parser(http: httpx.Client) -> None:
+    files = [(f"{i}.png", b"x", "image/png") for i in range(200)]  # beyond the files limit + 16
+    assert "more than 80 files" in error_of(post_files(http, files), 413)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        (
+            b"--b\r\nContent-Disposition: form-data; name=",
+            "multipart/form-data; boundary=b",
+            "malformed",
+        ),
+        (b"--b--\r\n", "multipart/form-data", "boundary"),
+    ],
+)
+def test_broken_multipart_is_a_400(
+    http: httpx.Client, body: bytes, content_type: str, says: str
+) -> None:
+    response = http.post(PREDICT, content=body, headers={"content-type": content_type})
+    assert says in error_of(response, 400)
+
+
 def test_return_input_must_be_a_boolean(http: httpx.Client) -> None:
     response = post_files(http, [upload("scan_000.jpg")], PREDICT + "?return_input=maybe")
     assert "return_input" in error_of(response, 400)
