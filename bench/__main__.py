@@ -69,14 +69,14 @@ class Bench:
 
     def server_command(self, server: str, port: int) -> tuple[list[str], str, dict[str, str]]:
         """(command, readiness path, extra environment) of one server."""
-        python = sys.executable
+        python, device = sys.executable, self.args.device
         if server == "project":
-            return serve_command(ROOT / "models", port), "/v2/health/ready", PROJECT_ENV
+            return serve_command(ROOT / "models", port, device), "/v2/health/ready", PROJECT_ENV
         if server == "project-unbatched":
             repo = self.workdir / "batching-off"
             if not repo.exists():
                 make_repo(self.workdir, batching=False)
-            return serve_command(repo, port), "/v2/health/ready", PROJECT_ENV
+            return serve_command(repo, port, device), "/v2/health/ready", PROJECT_ENV
         if server in ("ceiling", "naive"):
             return [python, "-m", f"bench.{server}", "--port", str(port)], "/v2/health/ready", {}
         assert self.litserve_python is not None
@@ -204,6 +204,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.005,
         help="seconds (default 0.005: its best c=64 req/s of 0-0.02 here)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="the project's device (cpu; cuda on a GPU machine)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)

@@ -203,7 +203,7 @@ def latest_version(model_dir: Path) -> str:
     return str(max(v for v in versions if (model_dir / str(v) / "model.pt").exists()))
 
 
-def serve_command(models: Path, port: int) -> list[str]:
+def serve_command(models: Path, port: int, device: str = "cpu") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -215,7 +215,7 @@ def serve_command(models: Path, port: int) -> list[str]:
         "--models",
         str(models),
         "--device",
-        "cpu",
+        device,
     ]
 
 
