@@ -20,8 +20,9 @@ from service.access_log import ACCESS_FIELDS
 from service.errors import ClientDisconnected, ModelNotReady, ServeError
 from service.repository import LoadedModel
 
-# A client that leaves sooner costs at most its own rows' compute; overload latency (p99
-# ~100 ms at 256 connections on 2 cores) stays below it, so a busy server starts no watchers.
+# A client that leaves sooner costs at most its own rows' compute; latency under overload (p99
+# 36 ms at 256 connections on one core, bench/results/bench.md) stays below it, so a busy
+# server starts no watchers.
 WATCH_AFTER_S = 0.25
 
 
