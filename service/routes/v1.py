@@ -166,18 +166,16 @@ async def predict_images(
     prepared = await preparer.prepare(uploads, with_png)
     rows = prepared[0].row[None] if len(prepared) == 1 else np.stack([i.row for i in prepared])
     outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
-    names = model.card.output.class_names
-    labels = outputs.argmax(axis=1).tolist()  # image models are classifiers
     predictions = [
         ImagePrediction(
             filename=upload.filename,
-            label=label,
-            class_name=names[label] if names else None,
-            probabilities=probabilities,
+            label=prediction.label,  # type: ignore[arg-type]  # image models are classifiers
+            class_name=prediction.class_name,
+            probabilities=prediction.probabilities,  # type: ignore[arg-type]
             input_png=image.input_png,
         )
-        for upload, image, label, probabilities in zip(
-            uploads, prepared, labels, outputs.tolist(), strict=True
+        for upload, image, prediction in zip(
+            uploads, prepared, v1_predictions(model.card, outputs), strict=True
         )
     ]
     return V1ImageResponse(model.name, str(model.version), predictions)
