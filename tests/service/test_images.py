@@ -251,3 +251,9 @@ def test_block_min_takes_each_blocks_minimum_and_drops_a_ragged_edge() -> None:
     values = np.arange(35, dtype=np.float32).reshape(5, 7)
     assert block_min(values, 2).tolist() == [[0, 2, 4], [14, 16, 18]]
     assert block_min(values, 1) is values
+
+
+def test_grey_ink_map_is_the_colour_one_of_the_same_picture() -> None:
+    grey = np.random.default_rng(1).random((28, 28), dtype=np.float32)
+    colour = np.dstack([grey, grey, grey])
+    np.testing.assert_allclose(ink_map(grey), ink_map(colour), atol=1e-6)
