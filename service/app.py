@@ -157,7 +157,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=exception_handlers(settings),
         request_max_body_size=settings.max_body_bytes,
-        multipart_form_part_limit=settings.max_files_per_request + 16,
         state=State({"images": preparer, "settings": settings, "registry": registry}),
         cors_config=CORSConfig(allow_origins=settings.cors_origins)
         if settings.cors_origins

@@ -126,7 +126,7 @@ def file_parts(body: bytes, boundary: str, max_files: int) -> list[Upload]:
     segment: MultipartSegment | None = None
     data = bytearray()
     try:
-        with PushMultipartParser(boundary, max_segment_count=max_files + 16) as parser:
+        with PushMultipartParser(boundary, max_segment_count=max_parts(max_files)) as parser:
             for chunk in (body, b""):
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
@@ -141,7 +141,8 @@ def file_parts(body: bytes, boundary: str, max_files: int) -> list[Upload]:
                             )
                         uploads.append(Upload(segment.filename, bytes(data)))
     except ParserLimitReached:
-        raise PayloadTooLarge(too_many_files(f"more than {max_files + 16}", max_files)) from None
+        limit = max_parts(max_files)
+        raise PayloadTooLarge(too_many_files(f"more than {limit}", max_files)) from None
     except ParserError as error:
         raise MalformedRequest(f"the multipart/form-data body is malformed: {error}") from None
     if not uploads:
@@ -149,6 +150,12 @@ def file_parts(body: bytes, boundary: str, max_files: int) -> list[Upload]:
     if len(uploads) > max_files:
         raise PayloadTooLarge(too_many_files(str(len(uploads)), max_files))
     return uploads
+
+
+def max_parts(max_files: int) -> int:
+    """Parts the parser reads before it stops: the files, plus room for a few text fields so
+    that a request just over the file limit still gets the count in its 413."""
+    return max_files + 16
 
 
 def too_many_files(count: str, max_files: int) -> str:
