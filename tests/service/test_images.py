@@ -17,6 +17,7 @@ from service.images import (
     NoDigit,
     NotAnImage,
     block_min,
+    border_color,
     center_by_mass,
     composite_alpha,
     crop_to_ink,
@@ -257,3 +258,10 @@ def test_grey_ink_map_is_the_colour_one_of_the_same_picture() -> None:
     grey = np.random.default_rng(1).random((28, 28), dtype=np.float32)
     colour = np.dstack([grey, grey, grey])
     np.testing.assert_allclose(ink_map(grey), ink_map(colour), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (27, 30), (40, 33, 3), (5, 6, 3)])
+def test_border_color_is_the_median_of_the_outermost_pixels(shape: tuple[int, ...]) -> None:
+    pixels = np.random.default_rng(2).random(shape, dtype=np.float32)
+    edges = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    np.testing.assert_allclose(border_color(pixels), np.median(edges, axis=0), atol=1e-7)
