@@ -33,6 +33,7 @@ from service.routes.v1 import V1Controller
 from service.routes.v2 import SERVER_VERSION, HealthController, V2ModelController
 from service.settings import Settings
 from service.uploads import ImagePreparer
+from service.workers import LOADING, READY, WorkerBoard, worker_board
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"  # the browser demo: plain HTML, CSS and JS
@@ -70,9 +71,11 @@ def exception_handlers(settings: Settings) -> dict:
     return {ServeError: serve_error, HTTPException: http_error, Exception: unexpected}
 
 
-async def load_models(registry: ModelRegistry) -> None:
+async def load_models(registry: ModelRegistry, board: WorkerBoard | None) -> None:
     await registry.start()
     freeze_heap()
+    if board is not None:
+        board.post(READY)
 
 
 async def poll_repository(registry: ModelRegistry) -> None:
@@ -108,13 +111,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
     preparer = ImagePreparer(settings.image_workers, settings.max_image_pixels)
+    board = worker_board(settings.workers)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
         drain.install(settings.drain_delay_s)
         # Load in the background: liveness answers at once, readiness once all are warm.
-        tasks = [asyncio.create_task(load_models(registry), name="load-models")]
+        if board is not None:
+            board.post(LOADING)
+        tasks = [asyncio.create_task(load_models(registry, board), name="load-models")]
         if settings.poll_interval_s > 0:
             tasks.append(asyncio.create_task(poll_repository(registry), name="poll-repository"))
         try:
@@ -125,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.gather(*tasks, return_exceptions=True)
             await registry.stop()
             preparer.close()
+            if board is not None:
+                board.leave()
             metrics.worker_exited(os.getpid())
 
     @get("/metrics", summary="Prometheus metrics", tags=["Operations"], media_type=MediaType.TEXT)
@@ -157,7 +165,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=exception_handlers(settings),
         request_max_body_size=settings.max_body_bytes,
-        state=State({"images": preparer, "settings": settings, "registry": registry}),
+        state=State(
+            {"images": preparer, "settings": settings, "registry": registry, "workers": board}
+        ),
         cors_config=CORSConfig(allow_origins=settings.cors_origins)
         if settings.cors_origins
         else None,

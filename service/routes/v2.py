@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.types import ASGIApp
@@ -26,6 +27,7 @@ from service.schemas import (
 )
 from service.settings import Settings
 from service.tensors import V2Payload, decode_v2_request
+from service.workers import WorkerBoard
 
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = "0.1.0"
@@ -85,11 +87,17 @@ class HealthController(Controller):
         summary="Readiness: every loadable model loaded and warmed up",
         responses=errors(503),
     )
-    async def ready(self, registry: NamedDependency[ModelRegistry]) -> dict[str, bool]:
+    async def ready(
+        self, state: State, registry: NamedDependency[ModelRegistry]
+    ) -> dict[str, bool]:
         if drain.draining():
             raise Unavailable("shutting down: draining in-flight requests", retry_after_s=5)
         if not registry.ready:
             raise ModelNotReady("models are still loading")
+        board: WorkerBoard | None = state.workers
+        if board is not None and not board.all_ready():
+            ready = board.ready_count()
+            raise ModelNotReady(f"{ready} of {board.workers} worker processes are ready")
         return {"ready": True}
 
 
