@@ -10,6 +10,7 @@ centre by mass in 28x28.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -83,19 +84,32 @@ def shrink(image: Image.Image, longest: int = WORK_SIZE) -> Image.Image:
     return image.resize(size, Image.Resampling.BOX)
 
 
+def picture_pixels(image: Image.Image) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) colour float32 in [0, 1], transparency flattened.
+
+    Grey and RGB pictures, most uploads, skip the RGBA detour (and grey ones keep one channel,
+    a third of the work: its ink map is the colour one's)."""
+    if image.mode in ("L", "RGB"):
+        return np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
+    return composite_alpha(to_rgba_array(image))
+
+
 def composite_alpha(rgba: np.ndarray) -> np.ndarray:
     """Flatten transparency onto the background that contrasts with the opaque strokes.
 
     A drawing app's transparent PNG with dark strokes is dark-on-light once flattened; light
     strokes go onto black. Opaque images pass through.
     """
-    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    rgb, alpha = rgba[..., :3], rgba[..., 3]
     if alpha.min() > 0.99:
         return rgb
-    opaque = alpha[..., 0] > 0.5
+    opaque = alpha > 0.5
     stroke_level = float(rgb[opaque].mean()) if opaque.any() else 0.0
     background = 1.0 if stroke_level < 0.5 else 0.0
-    return rgb * alpha + background * (1 - alpha)
+    flat = np.empty(rgb.shape, dtype=np.float32)
+    for channel in range(3):  # plane by plane: numpy is slow on a last axis of 3
+        flat[..., channel] = rgb[..., channel] * alpha + background * (1 - alpha)
+    return flat
 
 
 def border_color(pixels: np.ndarray) -> np.ndarray:
@@ -114,11 +128,14 @@ def ink_map(pixels: np.ndarray) -> np.ndarray:
     """How far each pixel is from the background colour: ink of any colour and polarity.
 
     `pixels` is (H, W, 3) colour or (H, W) grey; both give a distance in [0, 1]."""
-    offset = pixels - border_color(pixels)
-    if offset.ndim == 2:
-        return np.abs(offset)
-    distance = np.sqrt(np.einsum("ijk,ijk->ij", offset, offset))  # the norm, at half the cost
-    return distance / np.sqrt(3)
+    background = border_color(pixels)
+    if pixels.ndim == 2:
+        return np.abs(pixels - background)
+    squares = np.zeros(pixels.shape[:2], dtype=np.float32)
+    for channel in range(3):  # plane by plane: 5x faster than arithmetic on the (H, W, 3) block
+        offset = pixels[..., channel] - background[channel]
+        squares += offset * offset
+    return np.sqrt(squares) * np.float32(1 / np.sqrt(3))
 
 
 def flatten_background(ink: np.ndarray) -> np.ndarray:
@@ -131,8 +148,7 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     factor = max(1, min(ink.shape) // BACKGROUND_SIZE)
     small = block_min(ink, factor)  # lighting is smooth: estimate it on a coarse grid
     size = max(3, (min(small.shape) // 2) | 1)
-    opened = window_filter(window_filter(small, size, np.min), size, np.max)
-    background = window_filter(opened, size, np.mean)
+    background = mean_filter(max_filter(min_filter(small, size), size), size)
     if factor > 1:
         height, width = ink.shape
         background = np.asarray(
@@ -143,23 +159,69 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
 
 def block_min(values: np.ndarray, factor: int) -> np.ndarray:
     """Each factor x factor block's minimum (a ragged edge is dropped): the opening's first
-    step, on 1/factor^2 of the pixels."""
+    step, on 1/factor^2 of the pixels. Strided minima: 10x faster than a reshaped min."""
     if factor == 1:
         return values
     height, width = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
-    blocks = values[:height, :width].reshape(height // factor, factor, width // factor, factor)
-    return blocks.min(axis=(1, 3))
+    trimmed = values[:height, :width]
+    rows = functools.reduce(np.minimum, (trimmed[k::factor] for k in range(factor)))
+    return functools.reduce(np.minimum, (rows[:, k::factor] for k in range(factor)))
 
 
-def window_filter(values: np.ndarray, size: int, reduce) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """A separable size x size min/max/mean filter with edge padding (numpy only)."""
+def min_filter(values: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel's minimum over the size x size window around it (edges padded)."""
+    return separable(
+        values, size, lambda padded, axis: running_pick(padded, size, np.minimum, axis)
+    )
+
+
+def max_filter(values: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel's maximum over the size x size window around it (edges padded)."""
+    return separable(
+        values, size, lambda padded, axis: running_pick(padded, size, np.maximum, axis)
+    )
+
+
+def mean_filter(values: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel's mean over the size x size window around it (edges padded)."""
+    return separable(values, size, lambda padded, axis: running_mean(padded, size, axis))
+
+
+def separable(values: np.ndarray, size: int, filter_1d) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Apply a 1-D window filter along rows, then columns, each on an edge-padded copy."""
     half = size // 2
     out = values
     for axis in (0, 1):
         padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=axis)
-        out = reduce(windows, axis=-1)
-    return out.astype(np.float32)
+        out = filter_1d(padded, axis)
+    return out.astype(np.float32, copy=False)
+
+
+def along(values: np.ndarray, start: int, stop: int, axis: int) -> np.ndarray:
+    return values[(slice(None),) * axis + (slice(start, stop),)]
+
+
+def running_pick(padded: np.ndarray, size: int, pick: np.ufunc, axis: int) -> np.ndarray:
+    """Running min or max (`pick`: np.minimum or np.maximum) of `size` along `axis`, by doubling
+    spans: about log2(size) array operations rather than `size`."""
+    span, picked = 1, padded  # picked[i] = pick(padded[i : i + span])
+    while span * 2 <= size:
+        length = picked.shape[axis] - span
+        picked = pick(along(picked, 0, length, axis), along(picked, span, span + length, axis))
+        span *= 2
+    count = padded.shape[axis] - size + 1  # two overlapping spans cover each window
+    return pick(
+        along(picked, 0, count, axis), along(picked, size - span, size - span + count, axis)
+    )
+
+
+def running_mean(padded: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Running mean of `size` along `axis`: a sum of `size` shifted views (windows are small)."""
+    count = padded.shape[axis] - size + 1
+    total = along(padded, 0, count, axis).astype(np.float32)
+    for start in range(1, size):
+        total += along(padded, start, start + count, axis)
+    return total * np.float32(1 / size)
 
 
 def stretch(ink: np.ndarray) -> np.ndarray:
@@ -213,7 +275,7 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     scale = box / ink_extent(ink)
     stroke = max(1, round(1.2 / scale))  # about one target pixel of stroke, in source pixels
     if stroke > 1 and stroke_width(ink) < stroke * 2:
-        ink = window_filter(ink, stroke | 1, np.max)
+        ink = max_filter(ink, stroke | 1)
     image = Image.fromarray(ink.astype(np.float32), mode="F")
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
@@ -226,7 +288,7 @@ def stroke_width(ink: np.ndarray) -> float:
 
     Measured on a lightly smoothed map: chalk's grain would otherwise count as many thin
     strokes, and the grainy digit would be thickened until its loops close."""
-    mask = window_filter(ink, 3, np.mean) > 0.5
+    mask = mean_filter(ink, 3) > 0.5
     area = mask.sum()
     edges = (
         np.abs(np.diff(mask.astype(np.int8), axis=1)).sum()
@@ -255,8 +317,7 @@ def preprocess_digit(image: Image.Image) -> np.ndarray:
     """Any picture of one digit -> (28, 28) float32 in [0, 1], white on black, MNIST-style."""
     if image.size == (CANVAS, CANVAS):
         return model_sized_digit(image)
-    rgb = composite_alpha(to_rgba_array(shrink(image)))
-    ink = stretch(flatten_background(ink_map(rgb)))
+    ink = stretch(flatten_background(ink_map(picture_pixels(shrink(image)))))
     return center_by_mass(fit_box(crop_to_ink(ink)))
 
 
@@ -265,10 +326,7 @@ def model_sized_digit(image: Image.Image) -> np.ndarray:
     MNIST's (white ink on black, peak 1). Re-cropping and re-scaling such a digit cost accuracy
     (MNIST test as 28x28 PNGs, model v2: 98.35% through the full steps, 99.06% this way, the
     same as the raw test set) and 6x the time."""
-    if image.mode == "L":  # the common case, without the RGBA detour
-        ink = ink_map(np.asarray(image, dtype=np.float32) / 255.0)
-    else:
-        ink = ink_map(composite_alpha(to_rgba_array(image)))
+    ink = ink_map(picture_pixels(image))
     peak = float(ink.max())
     if peak < 0.04:
         raise NoDigit("no digit found")

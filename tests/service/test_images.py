@@ -26,7 +26,11 @@ from service.images import (
     flatten_background,
     ink_extent,
     ink_map,
+    max_filter,
+    mean_filter,
+    min_filter,
     order_statistics,
+    picture_pixels,
     preprocess_digit,
     stroke_width,
     to_rgba_array,
@@ -265,3 +269,40 @@ def test_border_color_is_the_median_of_the_outermost_pixels(shape: tuple[int, ..
     pixels = np.random.default_rng(2).random(shape, dtype=np.float32)
     edges = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     np.testing.assert_allclose(border_color(pixels), np.median(edges, axis=0), atol=1e-7)
+
+
+def sliding_window_oracle(values: np.ndarray, size: int, reduce) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The obvious size x size filter with edge padding: one numpy reduction per window."""
+    half = size // 2
+    out = values
+    for axis in (0, 1):
+        padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        out = reduce(np.lib.stride_tricks.sliding_window_view(padded, size, axis=axis), axis=-1)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (6, 3), (32, 32), (41, 17)])
+@pytest.mark.parametrize("size", [1, 3, 5, 11, 13, 17, 25])
+def test_window_filters_match_the_sliding_window_oracle(shape: tuple[int, int], size: int) -> None:
+    values = np.random.default_rng(size).random(shape, dtype=np.float32)
+    for window_filter, reduce in ((min_filter, np.min), (max_filter, np.max)):
+        filtered = window_filter(values, size)
+        assert filtered.dtype == np.float32
+        np.testing.assert_array_equal(filtered, sliding_window_oracle(values, size, reduce))
+    np.testing.assert_allclose(
+        mean_filter(values, size), sliding_window_oracle(values, size, np.mean), atol=1e-6
+    )
+
+
+def test_picture_pixels_keep_grey_grey_and_flatten_transparency() -> None:
+    grey = bar_image()
+    assert picture_pixels(grey).shape == (200, 120)
+    np.testing.assert_allclose(
+        picture_pixels(grey.convert("RGB")), np.dstack([picture_pixels(grey)] * 3)
+    )
+    canvas = np.zeros((50, 40, 4), np.uint8)
+    canvas[10:40, 15:20] = [30, 30, 200, 255]  # opaque blue strokes on a transparent canvas
+    pixels = picture_pixels(Image.fromarray(canvas, mode="RGBA"))
+    assert pixels.shape == (50, 40, 3)
+    assert pixels[0, 0].tolist() == [1.0, 1.0, 1.0]  # dark strokes go onto white
+    assert pixels[20, 17].tolist() == pytest.approx([30 / 255, 30 / 255, 200 / 255])
