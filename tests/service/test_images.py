@@ -12,6 +12,7 @@ from PIL import Image
 
 from service import jit
 from service.images import (
+    WORK_SIZE,
     ImageError,
     ImageTooLarge,
     NoDigit,
@@ -90,6 +91,20 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 8  # stored rotated: display needs a 90 degree turn back
     decoded = decode(encode(image, "JPEG", exif=exif.tobytes()), 10**7)
     assert decoded.size == (120, 200)
+
+
+def test_a_phone_sized_jpeg_is_decoded_at_the_scale_that_still_covers_the_working_size() -> None:
+    upright = bar_image().resize((1200, 2000), Image.Resampling.NEAREST)
+    photo = upright.rotate(90, expand=True)  # stored 2000x1200, the bar lying down
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    decoded = decode(encode(photo.convert("RGB"), "JPEG", quality=90, exif=exif.tobytes()), 10**7)
+    # 1/4 scale (2000 // 256 and 1200 // 256 are both >= 4, not 8), then turned upright.
+    assert decoded.size == (300, 500)
+    assert min(decoded.size) >= WORK_SIZE
+    digit = preprocess_digit(decoded)
+    assert digit[14, 14] > 0.5  # the bar, standing, at the centre
+    assert digit[14, 4] == 0.0
 
 
 def test_first_frame_of_an_animation() -> None:
