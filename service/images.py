@@ -52,8 +52,8 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooLarge(f"{width}x{height} pixels is more than {max_pixels}")
     if width == 0 or height == 0:
         raise ImageError("the image has no pixels")
-    if image.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that still covers
-        image.draft(None, (WORK_SIZE, WORK_SIZE))  # the working size: 12 MP photos 15x faster
+    if image.format in ("JPEG", "MPO"):  # (MPO: phones' multi-picture JPEGs) decode at 1/2,
+        image.draft(None, (WORK_SIZE, WORK_SIZE))  # 1/4 or 1/8 scale if it covers the work size
     try:
         image.seek(0)
         image.load()

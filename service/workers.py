@@ -1,10 +1,12 @@
 """Readiness across uvicorn workers: with `--workers N` the server is ready when all N are.
 
 Probes over new connections reach whichever worker accepts them, so a worker that had loaded
-its models would say ready while another, still loading, answered model requests 503. Each
-worker therefore keeps a small file in the workers' shared directory (`workers/<pid>` under
-`PROMETHEUS_MULTIPROC_DIR`, which `python -m service` makes for several workers) saying
-"loading" or "ready", and readiness counts the ready files of live processes.
+its models would say ready while another, still loading, answered model requests 503. So
+`python -m service`, when it starts several workers, names a board directory (in
+`BOARD_VARIABLE`, under the workers' shared metrics directory, one per server); each worker
+keeps a file there saying "loading" or "ready", and readiness counts the ready files of live
+workers. Files of dead workers (crashed, killed, or a reused pid) are recognised by the
+process's start time and dropped.
 """
 
 from __future__ import annotations
@@ -12,20 +14,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service import metrics
-
+BOARD_VARIABLE = "MLP_SERVE_WORKER_BOARD"  # set by `python -m service` for its workers
 READY = "ready"
 LOADING = "loading"
 
 
-def process_alive(pid: int) -> bool:
+def process_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), or None when it is gone or a zombie."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command) "
+    state, start = fields[0], fields[19]
+    return None if state in ("Z", "X") else start
 
 
 class WorkerBoard:
@@ -40,7 +42,7 @@ class WorkerBoard:
         """Publish this worker's state (atomically: readers never see half a file)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         draft = self.directory / f".{self.pid}.tmp"
-        draft.write_text(state)
+        draft.write_text(f"{state} {process_start(self.pid)}")
         os.replace(draft, self.directory / str(self.pid))
 
     def leave(self) -> None:
@@ -50,14 +52,17 @@ class WorkerBoard:
         """The state of every live worker on the board (the files of dead ones are dropped)."""
         states = {}
         for path in self.directory.glob("[0-9]*"):
-            pid = int(path.name)
-            if not process_alive(pid):
-                path.unlink(missing_ok=True)
+            if not path.name.isdigit():
                 continue
             try:
-                states[pid] = path.read_text()
-            except FileNotFoundError:  # left between the listing and the read
+                state, start = path.read_text().split()
+            except (FileNotFoundError, ValueError):  # left meanwhile, or not a board file
                 continue
+            pid = int(path.name)
+            if process_start(pid) != start:  # exited, or the pid now names another process
+                path.unlink(missing_ok=True)
+                continue
+            states[pid] = state
         return states
 
     def ready_count(self) -> int:
@@ -67,9 +72,17 @@ class WorkerBoard:
         return self.ready_count() >= self.workers
 
 
+def board_directory(metrics_dir: Path) -> Path:
+    """This server's board, under the shared metrics directory: set it for the workers."""
+    directory = metrics_dir / f"workers-{os.getpid()}"
+    os.environ[BOARD_VARIABLE] = str(directory)
+    return directory
+
+
 def worker_board(workers: int) -> WorkerBoard | None:
-    """The board of this server's workers, or None for a single process of its own."""
-    shared = metrics.multiprocess_dir()
-    if shared is None:
+    """This worker's board, or None when it is a single process of its own (or the platform
+    has no /proc to tell live workers from dead ones)."""
+    directory = os.environ.get(BOARD_VARIABLE)
+    if directory is None or workers == 1 or not Path("/proc/self/stat").exists():
         return None
-    return WorkerBoard(Path(shared) / "workers", workers)
+    return WorkerBoard(Path(directory), workers)

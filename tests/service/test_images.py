@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from service import jit
 from service.images import (
@@ -98,13 +98,21 @@ def test_a_phone_sized_jpeg_is_decoded_at_the_scale_that_still_covers_the_workin
     photo = upright.rotate(90, expand=True)  # stored 2000x1200, the bar lying down
     exif = Image.Exif()
     exif[0x0112] = 8
-    decoded = decode(encode(photo.convert("RGB"), "JPEG", quality=90, exif=exif.tobytes()), 10**7)
+    data = encode(photo.convert("RGB"), "JPEG", quality=90, exif=exif.tobytes())
+    decoded = decode(data, 10**7)
     # 1/4 scale (2000 // 256 and 1200 // 256 are both >= 4, not 8), then turned upright.
     assert decoded.size == (300, 500)
     assert min(decoded.size) >= WORK_SIZE
     digit = preprocess_digit(decoded)
     assert digit[14, 14] > 0.5  # the bar, standing, at the centre
     assert digit[14, 4] == 0.0
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))  # no draft: every pixel
+    assert full.size == (1200, 2000)
+    full_digit = preprocess_digit(full)
+    # The same digit; its edges may land a pixel apart (the draft rounds to 4 source pixels).
+    assert np.abs(digit - full_digit).mean() < 0.02
+    ink, full_ink = digit > 0.5, full_digit > 0.5
+    assert (ink & full_ink).sum() / (ink | full_ink).sum() > 0.8
 
 
 def test_first_frame_of_an_animation() -> None:

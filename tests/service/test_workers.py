@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.workers import LOADING, READY, WorkerBoard
+import pytest
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from service.workers import BOARD_VARIABLE, LOADING, READY, WorkerBoard
 from tests.conftest import BUNDLED_MODELS
-from tests.service.conftest import start_server
+from tests.service.conftest import start_server, wait_until
 
 OK_REQUESTS = (
     "mlp_serve_inference_requests_total"
@@ -48,12 +53,22 @@ def test_two_workers_serve_with_the_settings_from_the_environment(tmp_path: Path
     assert server.log().count("Started server process") == 2
 
 
-def test_the_board_is_ready_when_every_live_worker_is(tmp_path: Path) -> None:
-    this = WorkerBoard(tmp_path, workers=2)
-    # A real second process, alive until its stdin closes.
-    other_process = subprocess.Popen(
+def second_process() -> subprocess.Popen[bytes]:
+    """A real process to play the other worker, alive until `end`."""
+    return subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
     )
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
+def test_the_board_is_ready_when_every_live_worker_is(tmp_path: Path) -> None:
+    this = WorkerBoard(tmp_path, workers=2)
+    other_process = second_process()
     other = WorkerBoard(tmp_path, workers=2, pid=other_process.pid)
     try:
         this.post(READY)
@@ -62,12 +77,44 @@ def test_the_board_is_ready_when_every_live_worker_is(tmp_path: Path) -> None:
         other.post(READY)
         assert (this.ready_count(), this.all_ready()) == (2, True)
     finally:
-        assert other_process.stdin is not None
-        other_process.stdin.close()
-        other_process.wait(timeout=30)
+        end(other_process)
     # A dead worker's entry is dropped: uvicorn's replacement has to load before it counts.
     assert this.states() == {os.getpid(): READY}
     assert not (tmp_path / str(other_process.pid)).exists()
     assert not this.all_ready()
     this.leave()
     assert this.states() == {}
+
+
+def test_a_worker_board_file_that_is_not_a_live_workers_is_ignored(tmp_path: Path) -> None:
+    board = WorkerBoard(tmp_path, workers=1)
+    board.post(READY)
+    (tmp_path / "1abc").write_text("ready 1")  # not a pid
+    (tmp_path / "12").write_text("garbage")  # not a board line
+    (tmp_path / str(os.getppid())).write_text("ready 0")  # a live pid, another start time
+    assert board.states() == {os.getpid(): READY}
+
+
+def test_readiness_answers_503_until_every_worker_on_the_board_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BOARD_VARIABLE, str(tmp_path / "board"))
+    app = create_app(Settings(models=BUNDLED_MODELS, device="cpu", workers=2))
+    other_process = second_process()
+    try:
+        other = WorkerBoard(tmp_path / "board", workers=2, pid=other_process.pid)
+        other.post(LOADING)
+        with TestClient(app) as client:
+            wait_until(lambda: app.state.registry.ready, "this worker's models")
+            assert client.get("/v1/models/iris").status_code == 200  # this worker serves
+            not_ready = client.get("/v2/health/ready")
+            assert not_ready.status_code == 503
+            assert not_ready.json() == {"error": "1 of 2 worker processes are ready"}
+            other.post(READY)
+            assert client.get("/v2/health/ready").status_code == 200
+            end(other_process)  # uvicorn replaces a dead worker: wait for it to load
+            assert client.get("/v2/health/ready").status_code == 503
+        assert not (tmp_path / "board" / str(os.getpid())).exists()  # left at shutdown
+    finally:
+        if other_process.poll() is None:
+            end(other_process)
