@@ -38,7 +38,7 @@ async def through_batcher(
 
     async def client() -> int:
         sent = 0
-        while time.perf_counter() < deadline:
+        while sent == 0 or time.perf_counter() < deadline:  # at least one request each
             await batcher.infer(block, timeout_s=60)
             sent += rows
         return sent

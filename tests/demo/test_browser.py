@@ -22,6 +22,8 @@ from tests.conftest import BUNDLED_MODELS, ROOT
 from tests.service.conftest import Server, start_server
 
 CHROMIUM = "/usr/bin/chromium"
+# A loaded 2-core runner (Chromium, the server and pytest) can take longer than the 5 s default.
+expect.set_options(timeout=30_000)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -132,7 +134,9 @@ def expect_model_input_shown(page: Page) -> None:
     model_input = page.get_by_test_id("model-input")
     expect(model_input).to_be_visible()
     expect(model_input).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-    assert model_input.evaluate("image => image.complete && image.naturalWidth") == 28
+    page.wait_for_function(
+        "image => image.complete && image.naturalWidth === 28", arg=model_input.element_handle()
+    )
 
 
 def test_drawn_and_uploaded_digits_are_read(server: Server, page: Page, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +46,9 @@ class Server:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The log so far, up to its last complete line (the server may be mid-write)."""
+        text = self.log_path.read_text(errors="replace")
+        return text[: text.rfind("\n") + 1]
 
     def stop(self) -> int:
         """Stop this server by its own PID (SIGTERM, then SIGKILL); returns its exit code."""
@@ -143,3 +146,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def wait_ready(client: Any) -> None:
+    """Poll an in-process app's readiness (its repository loads in the background)."""
+    wait_until(lambda: client.get("/v2/health/ready").status_code == 200, "the app ready", 120)

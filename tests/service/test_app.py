@@ -14,6 +14,7 @@ from service.__main__ import main as serve_main
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import BUNDLED_MODELS
+from tests.service.conftest import wait_ready
 from tests.service.fixture_models import Gate, write_gated_model
 
 
@@ -43,14 +44,6 @@ def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
             assert client.get("/v1/models").json() == {"models": ["gated", "iris"]}
     finally:
         gate.open()
-
-
-def wait_ready(client: TestClient) -> None:
-    for _ in range(2000):
-        if client.get("/v2/health/ready").status_code == 200:
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError("the app never became ready")
 
 
 def test_empty_repository_serves_nothing_but_is_alive(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import BUNDLED_MODELS
+from tests.service.conftest import wait_ready
 
 KEY = "s3cret-key"
 IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -37,14 +38,6 @@ def guarded(tmp_path: Path) -> Iterator[TestClient]:
     with client_for(tmp_path, api_key=KEY) as client:
         wait_ready(client)
         yield client
-
-
-def wait_ready(client: TestClient) -> None:
-    """Readiness polled a bounded number of times (the repository loads in the background)."""
-    for _ in range(2000):
-        if client.get("/v2/health/ready").status_code == 200:
-            return
-    raise AssertionError("the app did not become ready")
 
 
 def call(client: TestClient, method: str, path: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

@@ -21,9 +21,14 @@ PREDICT = "/v1/models/gated:predict"
 
 
 @pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
+def pool(closed_gate: Gate) -> Iterator[ThreadPoolExecutor]:
+    """Threads for held requests. The gate opens before the pool waits for them: after a
+    failed assertion with the gate shut, they would otherwise wait for the request timeout."""
     with ThreadPoolExecutor(16) as pool:
-        yield pool
+        try:
+            yield pool
+        finally:
+            closed_gate.open()
 
 
 def stats(http: httpx.Client) -> dict[str, int]:

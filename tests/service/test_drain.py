@@ -12,7 +12,7 @@ from tests.service.conftest import start_server, wait_until
 from tests.service.fixture_models import Gate, write_gated_model
 
 ROWS = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
-DRAIN_DELAY_S = "5"  # long enough for the test to act inside it; the test never sleeps
+DRAIN_DELAY_S = "60"  # ended by a second SIGTERM once the test has acted inside it
 
 
 def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> None:
@@ -49,6 +49,7 @@ def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> No
             assert probe.get("/v2/health/live").status_code == 200
             senders[4].start()  # the listener is still open: this request is accepted too
             wait_until(lambda: queued() == 4, "the late request queued")
+        server.process.send_signal(signal.SIGTERM)  # a second signal skips the rest of the delay
         gate.open()
         for sender in senders:
             sender.join(timeout=120)

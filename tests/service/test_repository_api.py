@@ -118,13 +118,12 @@ def test_requests_in_flight_on_an_unloaded_version_finish(lifecycle) -> None:  #
                 target=lambda: answers.append(http.post("/v2/repository/models/gated/unload"))
             )
             unloading.start()
+            # Poll with metadata: a predict sent before the unload would queue behind the gate.
             wait_until(
-                lambda: (
-                    httpx.post(f"{server.base_url}/v1/models/gated:predict", json=rows).status_code
-                    == 404
-                ),
-                "new requests to see the model unloaded",
+                lambda: http.get("/v1/models/gated").status_code == 404, "the model unloaded"
             )
+            late = http.post("/v1/models/gated:predict", json=rows)
+            assert late.status_code == 404  # new requests no longer reach the unloading model
             gate.open()
             unloading.join(timeout=60)
     finally:
