@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -28,12 +28,6 @@ UPLOAD_TYPES = {
     "GIF": "image/gif",
     "TIFF": "image/tiff",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -62,42 +56,40 @@ class Server:
         return self.process.returncode
 
 
+# uvicorn's start-up line names the port the kernel chose for --port 0.
+RUNNING_ON = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
 def start_server(models: Path, log_path: Path, **settings: str) -> Server:
-    """`python -m service` bound to 127.0.0.1 with SERVE_* settings; returns once it is ready."""
+    """`python -m service` bound to 127.0.0.1 with SERVE_* settings; returns once it is ready.
+
+    The port is 0 (the kernel picks a free one at bind time: no window in which another process
+    could take a port chosen beforehand) and read back from the server's log."""
     settings.setdefault("drain_delay_s", "0")  # tests that drain set their own delay
-    port = free_port()
     env = {**os.environ, **{f"SERVE_{k.upper()}": v for k, v in settings.items()}}
     log_file = log_path.open("wb")
+    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--models",
-            str(models),
-            "--device",
-            "cpu",
-        ],
+        [*command, "--models", str(models), "--device", "cpu"],
         cwd=ROOT,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    server = Server("", process, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        if not server.base_url and (running := RUNNING_ON.search(server.log())):
+            server.base_url = running[1]
         try:
-            if httpx.get(f"{server.base_url}/v2/health/ready", timeout=2).status_code == 200:
+            ready = server.base_url and httpx.get(f"{server.base_url}/v2/health/ready", timeout=2)
+            if ready and ready.status_code == 200:
                 return server
         except httpx.TransportError:
             pass
-        time.sleep(0.05)  # polling readiness, as a load balancer would
+        time.sleep(0.05)  # polling the log and readiness, as a load balancer would
     server.stop()
     raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()}")
 
