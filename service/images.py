@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -172,30 +173,29 @@ def block_min(values: np.ndarray, factor: int) -> np.ndarray:
 
 def min_filter(values: np.ndarray, size: int) -> np.ndarray:
     """Each pixel's minimum over the size x size window around it (edges padded)."""
-    return separable(
-        values, size, lambda padded, axis: running_pick(padded, size, np.minimum, axis)
-    )
+    return separable(values, size, functools.partial(running_pick, pick=np.minimum))
 
 
 def max_filter(values: np.ndarray, size: int) -> np.ndarray:
     """Each pixel's maximum over the size x size window around it (edges padded)."""
-    return separable(
-        values, size, lambda padded, axis: running_pick(padded, size, np.maximum, axis)
-    )
+    return separable(values, size, functools.partial(running_pick, pick=np.maximum))
 
 
 def mean_filter(values: np.ndarray, size: int) -> np.ndarray:
     """Each pixel's mean over the size x size window around it (edges padded)."""
-    return separable(values, size, lambda padded, axis: running_mean(padded, size, axis))
+    return separable(values, size, running_mean)
 
 
-def separable(values: np.ndarray, size: int, filter_1d) -> np.ndarray:  # type: ignore[no-untyped-def]
+Filter1D = Callable[[np.ndarray, int, int], np.ndarray]  # (padded, size, axis) -> filtered
+
+
+def separable(values: np.ndarray, size: int, filter_1d: Filter1D) -> np.ndarray:
     """Apply a 1-D window filter along rows, then columns, each on an edge-padded copy."""
     half = size // 2
     out = values
     for axis in (0, 1):
         padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        out = filter_1d(padded, axis)
+        out = filter_1d(padded, size, axis)
     return out.astype(np.float32, copy=False)
 
 
@@ -203,7 +203,7 @@ def along(values: np.ndarray, start: int, stop: int, axis: int) -> np.ndarray:
     return values[(slice(None),) * axis + (slice(start, stop),)]
 
 
-def running_pick(padded: np.ndarray, size: int, pick: np.ufunc, axis: int) -> np.ndarray:
+def running_pick(padded: np.ndarray, size: int, axis: int, pick: np.ufunc) -> np.ndarray:
     """Running min or max (`pick`: np.minimum or np.maximum) of `size` along `axis`, by doubling
     spans: about log2(size) array operations rather than `size`."""
     span, picked = 1, padded  # picked[i] = pick(padded[i : i + span])
