@@ -36,6 +36,7 @@ def install(delay_s: float) -> None:
 
     def on_sigterm(sig: int, frame: FrameType | None) -> None:
         if draining():
+            log.info("SIGTERM again: shutting down without the rest of the drain delay")
             server_handler(sig, frame)  # asked twice: stop waiting
             return
         begin()

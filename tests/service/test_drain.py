@@ -59,6 +59,7 @@ def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> No
         server.stop()
     assert answers == [200] * 5
     assert "SIGTERM: draining" in server.log()
+    assert "SIGTERM again: shutting down without the rest of the drain delay" in server.log()
     try:
         httpx.get(f"{server.base_url}/v2/health/live", timeout=2)
         raise AssertionError("the listener is still open after exit")
