@@ -84,7 +84,7 @@ class HealthController(Controller):
 
     @get(
         "/health/ready",
-        summary="Readiness: every loadable model loaded and warmed up",
+        summary="Readiness: every loadable model loaded and warmed up (in every worker)",
         responses=errors(503),
     )
     async def ready(
@@ -95,8 +95,7 @@ class HealthController(Controller):
         if not registry.ready:
             raise ModelNotReady("models are still loading")
         board: WorkerBoard | None = state.workers
-        if board is not None and not board.all_ready():
-            ready = board.ready_count()
+        if board is not None and (ready := board.ready_count()) < board.workers:
             raise ModelNotReady(f"{ready} of {board.workers} worker processes are ready")
         return {"ready": True}
 
