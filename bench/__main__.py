@@ -251,6 +251,7 @@ def collect(
     return {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
+        "device": args.device,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "rounds": args.rounds,

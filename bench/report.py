@@ -181,7 +181,8 @@ def notes(result: dict[str, Any]) -> list[str]:
     return [
         "## Systems",
         "",
-        "- **mlp-serve**: `python -m service --models models --device cpu`, default settings "
+        f"- **mlp-serve**: `python -m service --models models --device {result['device']}`, "
+        "default settings "
         "(JSON request logs and metrics on; `SERVE_DRAIN_DELAY_S=0` only to stop quickly). "
         "Batching off: a copy of models/iris with `max_batch_size: 1`. Its inference handlers "
         "read the body with ASGI `receive()` and answer with a msgspec-encoded bare ASGI "

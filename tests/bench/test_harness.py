@@ -161,6 +161,7 @@ def test_markdown_lists_systems_ratios_and_what_was_not_measured(tmp_path: Path)
     result = {
         "when": "2026-01-01 00:00",
         "machine": "2 cores",
+        "device": "cuda",
         "seconds": 2,
         "warmup": 1,
         "rounds": 1,
@@ -181,6 +182,7 @@ def test_markdown_lists_systems_ratios_and_what_was_not_measured(tmp_path: Path)
     assert "LitServe: not measured, exited: ValueError \\| pip failed |" in markdown
     assert "Batching on / off, iris JSON c=64: 2.00x req/s." in markdown
     assert "noisy" in markdown
+    assert "`python -m service --models models --device cuda`" in markdown
     json.dumps(result)  # the same dict is written as bench.json
     assert [p.name for p in report.plot(medians, tmp_path)] == ["bench_rps.png", "bench_p99.png"]
 
