@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from service.logs import logging_config
 from service.settings import Settings
-from service.workers import board_directory
+from service.workers import share_board
 
 # CLI flag -> setting; each also comes from SERVE_<NAME> in the environment.
 FLAGS = ("host", "port", "models", "device", "workers")
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.config.dictConfig(config)
     made_metrics_dir = prepare_metrics_dir(settings.workers)
     if settings.workers > 1:  # readiness waits for every worker (service.workers)
-        board_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        share_board(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     # uvicorn re-raises the SIGTERM it handled once it has shut down, under the handler found
     # at start: this one, so that a drained shutdown exits 0 rather than dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -66,17 +66,13 @@ class WorkerBoard:
         return states
 
     def ready_count(self) -> int:
+        """Live workers that have loaded; the server is ready at `workers` of them."""
         return sum(state == READY for state in self.states().values())
 
-    def all_ready(self) -> bool:
-        return self.ready_count() >= self.workers
 
-
-def board_directory(metrics_dir: Path) -> Path:
-    """This server's board, under the shared metrics directory: set it for the workers."""
-    directory = metrics_dir / f"workers-{os.getpid()}"
-    os.environ[BOARD_VARIABLE] = str(directory)
-    return directory
+def share_board(metrics_dir: Path) -> None:
+    """Name this server's board (under the workers' shared metrics directory) for its workers."""
+    os.environ[BOARD_VARIABLE] = str(metrics_dir / f"workers-{os.getpid()}")
 
 
 def worker_board(workers: int) -> WorkerBoard | None:
