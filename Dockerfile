@@ -32,7 +32,9 @@ open('/tmp/runtime.txt', 'w').write('\n'.join(d for d in deps if name(d) != 'tor
  && pip install --index-url "$TORCH_INDEX_URL" -r /tmp/torch.txt \
  && pip install --index-url "$PIP_INDEX_URL" -r /tmp/runtime.txt
 
-# Then the project itself (package discovery finds service* and training*; pip install ., no extras).
+# Then the project itself (package discovery finds modelrepo*, service* and training*; pip
+# install ., no extras).
+COPY modelrepo/ modelrepo/
 COPY service/ service/
 COPY training/ training/
 RUN pip install --index-url "$PIP_INDEX_URL" --no-deps . \

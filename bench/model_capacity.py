@@ -58,7 +58,7 @@ async def through_batcher(
 def bare_forward(model: LoadedModel, batch: int, seconds: float) -> float:
     """Rows/s of the module alone: host input (pinned on CUDA) in, host output back, per pass."""
     host = torch.rand(batch, model.card.input.features)
-    if model.device.type == "cuda":
+    if model.runtime.device.type == "cuda":
         host = host.pin_memory()
     passes = 0
     deadline = time.perf_counter() + seconds
@@ -66,8 +66,8 @@ def bare_forward(model: LoadedModel, batch: int, seconds: float) -> float:
     with torch.inference_mode():
         while time.perf_counter() < deadline:
             for _ in range(20):
-                inputs = host.to(model.device, non_blocking=True)
-                model.module(inputs).to("cpu")
+                inputs = host.to(model.runtime.device, non_blocking=True)
+                model.runtime.module(inputs).to("cpu")
             passes += 20
     return passes * batch / (time.perf_counter() - began)
 
@@ -86,9 +86,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         await registry.stop()
-    device = str(model.device)
-    if model.device.type == "cuda":
-        device += f" ({torch.cuda.get_device_name(model.device)})"
+    device = str(model.runtime.device)
+    if model.runtime.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(model.runtime.device)})"
     return {
         "model": f"{model.name} v{model.version}",
         "device": device,

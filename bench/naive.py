@@ -4,7 +4,7 @@
 
 What most first versions look like: no batching, no thread, no queue; each request decodes its
 body, runs its forward pass on the event loop (torch.inference_mode, one intra-op thread) and
-answers. Image uploads go through the service's own preprocessing (`service.images`), inline.
+answers. Image uploads go through the service's own preprocessing (`service.codecs.images`), inline.
 Same uvicorn options as `python -m service`; no logs. `GET /v1/models/{name}` counts rows and
 forward passes like the service, so the benchmark reads both the same way.
 """
@@ -22,7 +22,8 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
 from bench.harness import latest_version, serve_reference
-from service import images, jit
+from modelrepo import torchscript as jit
+from service.codecs import images
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MAX_IMAGE_PIXELS = 40_000_000

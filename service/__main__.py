@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.run(
-            "service.app:serve_app",
+            "service.http.app:serve_app",
             factory=True,
             log_config=config,
             host=settings.host,

@@ -29,11 +29,18 @@ BatchFunction = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
 class BatchObserver(Protocol):
-    """Receives what metrics need; `batch_done` runs on the worker thread."""
+    """Receives what metrics and the access log need.
+
+    `batch_done` runs on the worker thread, once per forward pass; `request_served` in the
+    caller's own task, once its rows are answered, with the size of the (largest) forward pass
+    they went through.
+    """
 
     def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None: ...
 
     def queue_changed(self, depth: int) -> None: ...
+
+    def request_served(self, batch_rows: int) -> None: ...
 
 
 class _Pending:
@@ -123,11 +130,6 @@ class DynamicBatcher:
         when the queue is full, TimedOut after `timeout_s`; on either, or when the caller is
         cancelled, entries whose batch has not started leave the queue.
         """
-        outputs, _ = await self.infer_batched(rows, timeout_s)
-        return outputs
-
-    async def infer_batched(self, rows: np.ndarray, timeout_s: float) -> tuple[np.ndarray, int]:
-        """As `infer`, with the size of the (largest) forward pass the rows went through."""
         if self._closing:
             raise self._unavailable()
         if self.stats.queued_rows + len(rows) > self.max_queue_size:
@@ -152,8 +154,13 @@ class DynamicBatcher:
         finally:
             deadline.cancel()
         if len(pending) == 1:
-            return outputs[0], pending[0].batch_rows
-        return np.concatenate(outputs), max(entry.batch_rows for entry in pending)
+            batch_rows, answer = pending[0].batch_rows, outputs[0]
+        else:
+            batch_rows = max(entry.batch_rows for entry in pending)
+            answer = np.concatenate(outputs)
+        if self.observer is not None:
+            self.observer.request_served(batch_rows)
+        return answer
 
     def _expire(self, pending: list[_Pending], timeout_s: float) -> None:
         """Fail the first unanswered entry (the one its caller awaits); the rest are withdrawn."""

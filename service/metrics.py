@@ -27,6 +27,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.request_record import note_batch
+
 disable_created_metrics()  # `*_created` samples double the exposition for no dashboard's use
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -44,7 +46,7 @@ BATCHES = Counter(
 )
 REQUEST_DURATION = Histogram(
     "mlp_serve_inference_request_duration_seconds",
-    "Time in the handler, from routing to the answer",
+    "Time from the request's arrival to its answer",
     (*MODEL, "endpoint"),
     buckets=LATENCY_BUCKETS,
 )
@@ -100,6 +102,9 @@ class VersionMetrics:
     def queue_changed(self, depth: int) -> None:
         self.queue_depth.set(depth)
 
+    def request_served(self, batch_rows: int) -> None:
+        note_batch(batch_rows)  # for the request's access-log line
+
 
 @cache
 def for_version(model: str, version: int) -> VersionMetrics:
@@ -141,7 +146,7 @@ def for_endpoint(model: str, version: int, endpoint: str) -> EndpointMetrics:
 
 
 def request_done(endpoint: str, model: str, version: int, status: int, duration_s: float) -> None:
-    """Count one inference request by its outcome and record its time in the handler."""
+    """Count one inference request by its outcome and record its time."""
     for_endpoint(model, version, endpoint).done(status, duration_s)
 
 

@@ -1,26 +1,29 @@
-"""The model repository: find every `<name>/<version>/`, verify, load onto the device, warm up.
+"""The served repository: every `<name>/<version>/` verified, loaded by the runtime, warmed up,
+and given a batcher of its own.
 
-Layout (Triton's): `<root>/<name>/config.pbtxt` and `<root>/<name>/<version>/{model.pt,card.json}`.
-A version that fails to load is kept with its reason and reported as not ready; the rest serve.
+The layout and file formats are `modelrepo`'s (Triton's layout). A version that fails to load
+is kept with its reason and reported as not ready; the rest serve.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from pydantic import ValidationError
 
-from service import jit, metrics
+from modelrepo import layout
+from modelrepo.card import ModelCard
+from modelrepo.config import BatchingConfig, ConfigError, batching_of, read_config
+from modelrepo.layout import CARD_FILE, CONFIG_FILE, MODEL_FILE, sha256_of
+from modelrepo.torchscript import resolve_device
+from service import metrics
 from service.batching import DynamicBatcher
-from service.cards import CARD_FILE, CONFIG_FILE, MODEL_FILE, ModelCard, sha256_of
 from service.errors import ModelNotFound, ModelNotReady
-from service.model_config import BatchingConfig, ConfigSyntaxError, read_batching_config
+from service.runtime import TorchScriptRuntime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,34 +35,16 @@ class LoadError(Exception):
     """Why a version could not be loaded (shown to clients in the model's metadata)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LoadError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
 class LoadedModel:
-    """One version on its device, with a preallocated staging buffer for its batches."""
+    """One version, loaded: its card, its runtime and, once it serves, its batcher."""
 
     def __init__(
-        self,
-        card: ModelCard,
-        module: torch.jit.ScriptModule,
-        device: torch.device,
-        batching: BatchingConfig,
+        self, card: ModelCard, runtime: TorchScriptRuntime, batching: BatchingConfig
     ) -> None:
         self.card = card
-        self.module = module
-        self.device = device
+        self.runtime = runtime
         self.batching = batching
         self.batcher: DynamicBatcher | None = None
-        staging = torch.empty((batching.max_batch_size, card.input.features), dtype=torch.float32)
-        # Pinned host memory makes the one host-to-device copy per batch asynchronous.
-        self._staging = staging.pin_memory() if device.type == "cuda" else staging
-        self._staging_array = self._staging.numpy()
 
     @property
     def name(self) -> str:
@@ -68,28 +53,6 @@ class LoadedModel:
     @property
     def version(self) -> int:
         return self.card.version
-
-    def run_batch(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        """Stack the blocks once, move them to the device once, run, bring outputs back once."""
-        rows = sum(len(block) for block in blocks)
-        if rows > len(self._staging_array):
-            raise ValueError(f"batch of {rows} rows exceeds max_batch_size")
-        np.concatenate(blocks, axis=0, out=self._staging_array[:rows])
-        inputs = self._staging[:rows]
-        if self.device.type == "cuda":
-            inputs = inputs.to(self.device, non_blocking=True)
-        with torch.inference_mode():
-            outputs = self.module(inputs)
-        return outputs.to("cpu").numpy()  # the one device-to-host sync of the batch
-
-    def warm_up(self) -> None:
-        """A few forward passes at batch sizes up to the max, so the first request is not slow."""
-        sizes = sorted(
-            {1, 2, 8, 32, self.batching.max_batch_size}
-            & set(range(1, self.batching.max_batch_size + 1))
-        )
-        for size in sizes:
-            self.run_batch([np.zeros((size, self.card.input.features), dtype=np.float32)])
 
 
 @dataclass
@@ -136,17 +99,17 @@ def load_version(
         raise LoadError(f"{MODEL_FILE} is missing")
     if (digest := sha256_of(model_path)) != card.sha256:
         raise LoadError(f"sha256 of {MODEL_FILE} is {digest}, the card says {card.sha256}")
+    features = card.input.features
     try:
-        module = jit.load(model_path, device).eval()
+        runtime = TorchScriptRuntime.load(model_path, device, batching.max_batch_size, features)
     except Exception as error:  # corrupt archive: torch raises RuntimeError and friends
         raise LoadError(f"{MODEL_FILE} cannot be loaded: {str(error).splitlines()[0]}") from None
-    model = LoadedModel(card, module, device, batching)
     if warmup:
         try:
-            model.warm_up()
+            runtime.warm_up()
         except Exception as error:
             raise LoadError(f"warm-up forward pass failed: {str(error).splitlines()[-1]}") from None
-    return model
+    return LoadedModel(card, runtime, batching)
 
 
 @dataclass(frozen=True)
@@ -170,7 +133,10 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.models
-        self.device = resolve_device(settings.device)
+        try:
+            self.device = resolve_device(settings.device)
+        except ValueError as error:
+            raise LoadError(str(error)) from None
         self.entries: dict[str, ModelEntry] = {}
         self.unloaded: set[str] = set()
         self.loaded = asyncio.Event()
@@ -187,25 +153,20 @@ class ModelRegistry:
         if not self.root.is_dir():
             log.error("model repository %s does not exist", self.root)
             return []
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        return layout.model_names(self.root)
 
     def _load_model(self, model_dir: Path, serving: ModelEntry | None = None) -> ModelEntry:
         """Load every version of one model (blocking). Versions of `serving` whose files did
         not change are reused; a version that fails to load keeps its serving instance."""
         entry = ModelEntry(model_dir.name)
-        versions = sorted(
-            (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
-            key=lambda p: int(p.name),
-        )
+        versions = layout.version_dirs(model_dir)
         try:
-            batching = read_batching_config(
-                model_dir / CONFIG_FILE,
+            batching = batching_of(
+                read_config(model_dir / CONFIG_FILE),
                 self.settings.max_batch_size,
                 self.settings.max_queue_delay_ms / 1e3,
             )
-        except (ConfigSyntaxError, ValueError, IndexError, OSError) as error:
+        except (ConfigError, OSError, UnicodeDecodeError) as error:
             for version_dir in versions:
                 entry.failed[int(version_dir.name)] = f"{CONFIG_FILE} is invalid: {error}"
             if serving is not None:
@@ -260,7 +221,7 @@ class ModelRegistry:
             if model.batcher is not None:
                 continue
             model.batcher = DynamicBatcher(
-                model.run_batch,
+                model.runtime.run_batch,
                 name=f"{model.name}/{model.version}",
                 max_batch_size=model.batching.max_batch_size,
                 max_queue_delay_s=model.batching.max_queue_delay_s,
@@ -337,7 +298,7 @@ class ModelRegistry:
                 reason = "unloaded" if name in self.unloaded else "not loaded"
                 rows.extend(
                     IndexEntry(name, str(v), UNAVAILABLE, reason)
-                    for v in on_disk_versions(self.root / name)
+                    for v in layout.versions(self.root / name)
                 )
                 continue
             for version in entry.versions:
@@ -441,9 +402,3 @@ def unchanged(model: LoadedModel, version_dir: Path, batching: BatchingConfig) -
         and batching == model.batching
         and sha256_of(version_dir / MODEL_FILE) == model.card.sha256
     )
-
-
-def on_disk_versions(model_dir: Path) -> list[int]:
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())

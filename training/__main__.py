@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import torch
-
+from modelrepo.torchscript import resolve_device
 from training.data import DatasetMissing, default_data_dir
 from training.export import ExportMismatch
 from training.fit import EpochStats
@@ -49,7 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="augment training batches on the fly where the task has a recipe (mnist: pens, "
-        "slant, contrast, chalk grain, then service.images' re-normalisation); on by default",
+        "slant, contrast, chalk grain, then the service's image re-normalisation); on by default",
     )
     parser.add_argument(
         "--device",
@@ -83,20 +82,6 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available here")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def progress(task: TaskSpec, epochs: int, quiet: bool):  # type: ignore[no-untyped-def]

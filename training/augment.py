@@ -1,11 +1,12 @@
 """On-the-fly augmentation of MNIST batches, so training digits look like preprocessed uploads.
 
-`service.images` turns a photo, scan, canvas export or chalk board into a 28x28 row: the ink is
-stretched to full contrast (strokes saturate, faint edges go), pens run from hairline to marker,
-the writer's slant stays, chalk leaves holes, and the digit is cropped, fitted into a 20 px box
-and centred by centre of mass. MNIST has little of that variety. Each batch gets such changes
-on a random share of its rows, then the service's re-normalisation (box, centre of mass), all as
-tensor operations on the whole batch: no per-image loop, about 10 ms per 512 rows on one core.
+`service.codecs.images` turns a photo, scan, canvas export or chalk board into a 28x28 row: the
+ink is stretched to full contrast (strokes saturate, faint edges go), pens run from hairline to
+marker, the writer's slant stays, chalk leaves holes, and the digit is cropped, fitted into a
+20 px box and centred by centre of mass. MNIST has little of that variety. Each batch gets such
+changes on a random share of its rows, then the service's re-normalisation (box, centre of
+mass), all as tensor operations on the whole batch: no per-image loop, about 10 ms per 512 rows
+on one core.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 SIDE = 28
-CENTRE = 14.0  # pixel index of MNIST's (and service.images') centre of mass, both axes
+CENTRE = 14.0  # pixel index of MNIST's (and service.codecs.images') centre of mass, both axes
 INK_LEVEL = 0.2  # of a row's peak: what counts as ink for its bounding box, as in the service
 
 
@@ -54,7 +55,7 @@ class Augmentation:
             f"Training batches augmented on the fly ({1 - self.keep:.0%} of rows): pen width, "
             f"contrast stretch, chalk grain, rotation up to {self.rotation_deg:g} degrees, then "
             f"refitted to a {self.box:g} px box (x{self.scale[0]:g}-{self.scale[1]:g}) centred "
-            f"by mass (+-{self.shift_px:g} px) as service.images does, blur and noise."
+            f"by mass (+-{self.shift_px:g} px) as service.codecs.images does, blur and noise."
         )
 
 

@@ -1,26 +1,17 @@
-"""TorchScript export, round-trip verification, the card and the Triton model configuration.
-
-A version directory is assembled in a staging directory next to its final place and renamed
-into place in one step, so a version is never half-written and never overwritten.
-"""
+"""TorchScript export, round-trip verification, the card and the Triton model configuration:
+what one trained model becomes in the repository (whose format `modelrepo` owns)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from service import jit
-from service.cards import (
-    CARD_FILE,
-    CONFIG_FILE,
-    CURVES_FILE,
+from modelrepo import layout
+from modelrepo import torchscript as jit
+from modelrepo.card import (
     INPUT_NAME,
-    MODEL_FILE,
     OUTPUT_NAME,
     Bar,
     DatasetInfo,
@@ -29,9 +20,13 @@ from service.cards import (
     OutputSpec,
     TrainingInfo,
 )
+from modelrepo.config import ModelConfig, write_config
+from modelrepo.layout import CARD_FILE, CONFIG_FILE
 from training.nets import ServingModel
 from training.tasks import TaskSpec
 
+PLATFORM = "pytorch_libtorch"
+CONFIG_COMMENT = "Written by mlp-train. Triton's PyTorch backend serves this directory unchanged."
 VERIFY_BATCH_SIZES = (1, 64)
 VERIFY_TOLERANCE = 1e-5
 
@@ -118,87 +113,30 @@ def build_card(
     )
 
 
-def triton_config(task: TaskSpec) -> str:
-    """`config.pbtxt` in Triton's text format, for its PyTorch (libtorch) backend."""
-    preferred = ""
-    if task.preferred_batch_sizes:
-        sizes = ", ".join(str(size) for size in task.preferred_batch_sizes)
-        preferred = f"\n  preferred_batch_size: [ {sizes} ]"
-    return f"""# Written by mlp-train. Triton's PyTorch backend serves this directory unchanged.
-name: "{task.name}"
-platform: "pytorch_libtorch"
-max_batch_size: {task.max_batch_size}
-version_policy: {{ all {{ }} }}
-input [
-  {{
-    name: "{INPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ {task.in_features} ]
-  }}
-]
-output [
-  {{
-    name: "{OUTPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ {task.out_features} ]
-  }}
-]
-dynamic_batching {{{preferred}
-  max_queue_delay_microseconds: {task.max_queue_delay_us}
-}}
-"""
-
-
-def write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
-        file.write(text)
-    os.replace(file.name, path)
-
-
-def existing_versions(model_dir: Path) -> list[int]:
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit()
+def triton_config(task: TaskSpec) -> ModelConfig:
+    """The Triton configuration of a task's model, for its PyTorch (libtorch) backend."""
+    return ModelConfig(
+        name=task.name,
+        platform=PLATFORM,
+        max_batch_size=task.max_batch_size,
+        version_policy={"all": {}},
+        input=[{"name": INPUT_NAME, "data_type": "TYPE_FP32", "dims": [task.in_features]}],
+        output=[{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [task.out_features]}],
+        dynamic_batching={"max_queue_delay_microseconds": task.max_queue_delay_us},
     )
 
 
+def write_triton_config(task: TaskSpec, model_dir: Path) -> None:
+    write_config(model_dir / CONFIG_FILE, triton_config(task), CONFIG_COMMENT)
+
+
 def publish(staging: Path, model_dir: Path, card: ModelCard) -> tuple[Path, ModelCard]:
-    """Move `staging` to the next free version directory; never replaces an existing one."""
-    while True:
-        version = max(existing_versions(model_dir), default=0) + 1
-        card = card.model_copy(update={"version": version})
-        (staging / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
-        target = model_dir / str(version)
-        try:
-            staging.rename(target)  # fails if another run claimed this version first
-        except OSError:
-            if not target.exists():
-                raise
-            continue
-        return target, card
+    """Move `staging` to the next free version, with the card naming that version."""
+    cards: dict[int, ModelCard] = {}
 
+    def write_card(directory: Path, version: int) -> None:
+        cards[version] = card.model_copy(update={"version": version})
+        (directory / CARD_FILE).write_text(cards[version].model_dump_json(indent=2) + "\n")
 
-def new_staging_dir(model_dir: Path) -> Path:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
-
-
-def discard(staging: Path) -> None:
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-__all__ = [
-    "CONFIG_FILE",
-    "CURVES_FILE",
-    "MODEL_FILE",
-    "ExportMismatch",
-    "build_card",
-    "discard",
-    "new_staging_dir",
-    "publish",
-    "script_model",
-    "triton_config",
-    "verify_roundtrip",
-    "write_atomically",
-]
+    version = layout.publish(staging, model_dir, write_card)
+    return model_dir / str(version), cards[version]

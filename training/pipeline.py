@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
-from service.cards import CONFIG_FILE, CURVES_FILE, MODEL_FILE, ModelCard, TrainingInfo, sha256_of
+from modelrepo import layout
+from modelrepo.card import ModelCard, TrainingInfo
+from modelrepo.layout import CURVES_FILE, MODEL_FILE, sha256_of
 from training import export
 from training.augment import Augmentation
 from training.data import Split, Splits
@@ -105,7 +107,7 @@ def train_task(
     fit_time = fit_clock.elapsed()
 
     model_dir = options.repo / task.name
-    staging = export.new_staging_dir(model_dir)
+    staging = layout.new_staging_dir(model_dir)
     try:
         model_path = staging / MODEL_FILE
         export.script_model(model, model_path)
@@ -125,6 +127,6 @@ def train_task(
         card = export.build_card(task, 1, sha256_of(model_path), metrics, splits.sizes(), training)
         path, card = export.publish(staging, model_dir, card)
     finally:
-        export.discard(staging)
-    export.write_atomically(model_dir / CONFIG_FILE, export.triton_config(task))
+        layout.discard(staging)
+    export.write_triton_config(task, model_dir)
     return TaskResult(card=card, path=path, wall_time_s=clock.elapsed(), fit_time_s=fit_time)

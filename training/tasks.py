@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from service.cards import ImageSpec
+from modelrepo.card import ImageSpec
 from training import data
 from training.augment import Augmentation
 
@@ -72,7 +72,6 @@ class TaskSpec:
     augmentation: Augmentation | None = None
     augmented_epochs: int | None = None
     max_batch_size: int = 1024
-    preferred_batch_sizes: tuple[int, ...] = ()
     # Measured on 2 cores (README, Performance): any wait costs single-client latency (c=1:
     # 2,800 req/s at 0 us, 570 at 1,000 us) and buys nothing at c=64, where batches form
     # while the worker runs. Triton's default is 0 as well.
@@ -101,7 +100,7 @@ MNIST = TaskSpec(
     bars=(BarSpec("test_accuracy", ">=", 0.98),),
     per_feature_norm=False,
     mixed_precision=True,
-    # Uploads, once service.images has preprocessed them, differ from MNIST in pen, slant,
+    # Uploads, once service.codecs.images has preprocessed them, differ from MNIST in pen, slant,
     # contrast and texture: see training/augment.py. 20 epochs (about 45 s on 2 cores): 0.991
     # on 1,400 fresh rendered uploads (bench/uploads.py, seed 3; every style >= 0.975) vs
     # 0.971 for 8 plain epochs, clean test digits uploaded as PNGs 0.989 vs 0.982, raw test

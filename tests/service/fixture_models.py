@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from service import jit
-from service.cards import ModelCard, sha256_of
+from modelrepo import torchscript as jit
+from modelrepo.card import ModelCard
+from modelrepo.layout import sha256_of
 
 SENTINEL = -999.0
 GATED_FEATURES, GATED_CLASSES = 4, 3

@@ -11,7 +11,7 @@ from litestar.testing import TestClient
 from pydantic import ValidationError
 
 from service.__main__ import main as serve_main
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from tests.conftest import BUNDLED_MODELS
 from tests.service.conftest import wait_ready

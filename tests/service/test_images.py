@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
-
-from service import jit
-from service.images import (
+from service.codecs.images import (
     WORK_SIZE,
     ImageError,
     ImageTooLarge,
@@ -36,6 +34,8 @@ from service.images import (
     stroke_width,
     to_rgba_array,
 )
+
+from modelrepo import torchscript as jit
 from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, ROOT
 
 UPLOADS = ROOT / "tests" / "fixtures" / "uploads"

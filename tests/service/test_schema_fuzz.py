@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from tests.conftest import ROOT
 from tests.service.conftest import Server, start_server

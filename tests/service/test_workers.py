@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from service.app import create_app
+from service.http.app import create_app
+from service.http.state import app_services
 from service.settings import Settings
 from service.workers import BOARD_VARIABLE, LOADING, READY, WorkerBoard
 from tests.conftest import BUNDLED_MODELS
@@ -105,7 +106,7 @@ def test_readiness_answers_503_until_every_worker_on_the_board_is_ready(
         other = WorkerBoard(tmp_path / "board", workers=2, pid=other_process.pid)
         other.post(LOADING)
         with TestClient(app) as client:
-            wait_until(lambda: app.state.registry.ready, "this worker's models")
+            wait_until(lambda: app_services(app).registry.ready, "this worker's models")
             assert client.get("/v1/models/iris").status_code == 200  # this worker serves
             not_ready = client.get("/v2/health/ready")
             assert not_ready.status_code == 503

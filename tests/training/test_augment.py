@@ -1,4 +1,4 @@
-"""The batch augmentation: shapes and ranges kept, seeded, and normalised like service.images."""
+"""The batch augmentation: shapes and ranges kept, seeded, and normalised like service.codecs.images."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from service import images
+from service.codecs import images
 from tests.conftest import MNIST_FIXTURE
 from training import augment, data
 from training.augment import Augmentation
@@ -70,7 +70,7 @@ def test_changed_rows_are_normalised_like_the_service(digits: torch.Tensor) -> N
 
 
 def test_renormalise_without_variation_is_the_service_frame() -> None:
-    """A small bar in a corner comes out as service.images would place it."""
+    """A small bar in a corner comes out as service.codecs.images would place it."""
     bar = torch.zeros(1, 1, 28, 28)
     bar[0, 0, 2:12, 3:6] = 1.0
     out = augment.renormalise(bar, generator(), box=20.0, scale=(1.0, 1.0), shift_px=0.0)

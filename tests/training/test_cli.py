@@ -9,8 +9,8 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from service import jit
-from service.cards import ModelCard
+from modelrepo import torchscript as jit
+from modelrepo.card import ModelCard
 from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, TINY_BUDGET, run_training
 from training.__main__ import main, parse_args
 

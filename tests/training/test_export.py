@@ -2,11 +2,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from service import jit
-from service.cards import ModelCard
+from modelrepo import layout
+from modelrepo import torchscript as jit
+from modelrepo.card import ModelCard
+from modelrepo.config import format_config, parse_config
 from training import data, export
 from training.pipeline import build_model
 from training.tasks import IRIS, TASKS
@@ -15,7 +16,7 @@ from training.tasks import IRIS, TASKS
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_triton_config_parses_into_tritons_model_config(name: str) -> None:
     task = TASKS[name]
-    config = text_format.Parse(export.triton_config(task), model_config_pb2.ModelConfig())
+    config = parse_config(format_config(export.triton_config(task)))
     assert config.name == name
     assert config.platform == "pytorch_libtorch"
     assert config.max_batch_size == task.max_batch_size
@@ -52,7 +53,7 @@ def test_exported_module_needs_only_torch_jit(tmp_path: Path) -> None:
 
 
 def _staging_with_model(model_dir: Path) -> Path:
-    staging = export.new_staging_dir(model_dir)
+    staging = layout.new_staging_dir(model_dir)
     (staging / "model.pt").write_bytes(b"weights")
     return staging
 

@@ -8,15 +8,11 @@ iris prediction's ~90 us in the app. Handlers that read their body here must not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import msgspec
 from litestar import Request
 from litestar.types import Receive, Scope, Send
 
-from service.errors import ClientDisconnected, PayloadTooLarge
-
-Header = tuple[bytes, bytes]
+from service.codecs.answer import Answer
+from service.errors import ClientDisconnected, MalformedRequest, PayloadTooLarge
 
 
 def header(request: Request, name: bytes) -> str | None:
@@ -54,12 +50,22 @@ def body_too_large(limit: int) -> str:
     return f"request body is larger than {limit} bytes (SERVE_MAX_BODY_BYTES); split the request"
 
 
-_JSON = b"application/json"
-_encoder = msgspec.json.Encoder()
+def query_flag(request: Request, name: str) -> bool:
+    """`?name=true|false|1|0` (absent: false); anything else is a 400 naming the parameter."""
+    if not request.scope["query_string"]:  # most requests: no query to parse
+        return False
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise MalformedRequest(f"query parameter {name}={value!r} must be true or false")
 
 
-class JsonAnswer:
-    """A 200 JSON answer as a bare ASGI app, encoded once with msgspec.
+class AnswerApp:
+    """A codec's 200 answer as a bare ASGI app.
 
     Litestar's Response -> ASGIResponse builds a header multi-dict and looks up encoders for
     every answer; a prediction needs two headers and a body.
@@ -67,14 +73,12 @@ class JsonAnswer:
 
     __slots__ = ("body", "headers")
 
-    def __init__(
-        self, content: object, media_type: bytes = _JSON, headers: Sequence[Header] = ()
-    ) -> None:
-        self.body = content if isinstance(content, bytes) else _encoder.encode(content)
+    def __init__(self, answer: Answer) -> None:
+        self.body = answer.body
         self.headers = [
-            (b"content-type", media_type),
-            (b"content-length", str(len(self.body)).encode()),
-            *headers,
+            (b"content-type", answer.media_type),
+            (b"content-length", str(len(answer.body)).encode()),
+            *answer.headers,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

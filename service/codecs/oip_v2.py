@@ -1,28 +1,31 @@
-"""Turn request payloads into validated float32 row blocks, and model outputs into payloads.
+"""The Open Inference Protocol v2 (KServe v2 / Triton HTTP) in JSON, with the binary tensor
+data extension: a request body in, one float32 row block out; outputs in, the answer out.
 
-Everything a client can get wrong is caught here with a message that says what to fix.
+Every datatype of the protocol is accepted as input and cast to the model's float32 once it is
+known to fit; the answer is the model's FP32 output, as JSON data or binary after the header.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypeVar
 
 import msgspec
 import numpy as np
 
-from service.cards import ModelCard
-from service.errors import InvalidInput, MalformedRequest, PayloadTooLarge
-from service.schemas import (
-    FLOAT32_MAX,
-    Prediction,
-    V1PredictRequest,
+from modelrepo.card import ModelCard
+from service.codecs.answer import Answer, json_answer
+from service.codecs.decoding import check_finite, check_row_count, decode_json
+from service.codecs.schemas import (
     V2InferRequest,
+    V2InferResponse,
     V2RequestTensor,
+    V2ResponseTensor,
 )
+from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
 
-FINITE_FLOAT32 = f"values must be finite and fit in float32 (|x| <= {FLOAT32_MAX:.4g})"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXAMPLE = '{"inputs": [{"name": "INPUT__0", "shape": [1, N], "datatype": "FP32", "data": [...]}]}'
 
 # Open Inference Protocol datatypes this server accepts, and their little-endian numpy types.
 DATATYPES: dict[str, np.dtype] = {
@@ -41,81 +44,25 @@ DATATYPES: dict[str, np.dtype] = {
 }
 
 
-T = TypeVar("T")
-
-
-def decode_json(body: bytes, schema: type[T], example: str) -> T:
-    """Decode `body` into `schema`; 400 for broken JSON, 422 for JSON of the wrong shape."""
-    if not body:
-        raise MalformedRequest(f"the request body is empty; send JSON like {example}")
-    try:
-        return msgspec.json.decode(body, type=schema)
-    except msgspec.ValidationError as error:
-        if "out of range" in str(error):
-            raise MalformedRequest(f"body is not valid JSON: {error}") from None
-        if "Expected `float` <=" in str(error) or "Expected `float` >=" in str(error):
-            where = str(error).rpartition(" - ")[2]
-            raise InvalidInput(f"{FINITE_FLOAT32}; {where}") from None
-        raise InvalidInput(f"{error}; send JSON like {example}") from None
-    except msgspec.DecodeError as error:
-        raise MalformedRequest(
-            f"body is not valid JSON ({error}); NaN and Infinity are not JSON numbers"
-        ) from None
-
-
-def check_row_count(count: int, card: ModelCard, max_rows: int) -> None:
-    """N in [1, max_rows]: checked on the declared count, before any array is built."""
-    if count == 0:
-        raise InvalidInput(f"no rows to infer; {card.name} expects at least one")
-    if count > max_rows:
-        raise PayloadTooLarge(
-            f"{count} rows in one request; the limit is {max_rows}, split the request"
+def check_media_type(media: str, binary: bool) -> None:
+    """No Content-Type is JSON (tritonclient sends none); binary framing may say octet-stream."""
+    allowed = {"", "application/json"} | ({"application/octet-stream"} if binary else set())
+    if media not in allowed:
+        raise UnsupportedMediaType(
+            f"content type {media!r} is not supported; send "
+            f"application/json (or the binary tensor data extension)"
         )
-
-
-def check_finite(rows: np.ndarray) -> np.ndarray:
-    """Every value finite once in float32 (too large a number overflows to inf)."""
-    if not np.isfinite(rows).all():
-        raise InvalidInput(FINITE_FLOAT32)
-    return rows
-
-
-def decode_v1_instances(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
-    request = decode_json(body, V1PredictRequest, '{"instances": [[...], ...]}')
-    instances = request.instances
-    check_row_count(len(instances), card, max_rows)
-    features = card.input.features
-    for index, instance in enumerate(instances):
-        if len(instance) != features:
-            raise InvalidInput(
-                f"{card.name} expects {features} features per instance; "
-                f"instance {index} has {len(instance)}"
-            )
-    # Float32 bounds were checked while decoding: the cast cannot overflow.
-    return np.array(instances, dtype=np.float32)
-
-
-def v1_predictions(card: ModelCard, outputs: np.ndarray) -> list[Prediction]:
-    """Model outputs as KServe v1 predictions: label + class name + probabilities, or a value."""
-    if card.task == "regression":
-        return [Prediction(value=value) for value in outputs[:, 0].tolist()]
-    names = card.output.class_names or []
-    labels = outputs.argmax(axis=1).tolist()
-    return [
-        Prediction(
-            label=label, class_name=names[label] if names else None, probabilities=probabilities
-        )
-        for label, probabilities in zip(labels, outputs.tolist(), strict=True)
-    ]
 
 
 @dataclass(frozen=True)
 class V2Payload:
-    """A decoded v2 request: the input rows and what the client asked of the output."""
+    """A decoded v2 request: the input rows, what the client asked of the output, and how long
+    the server may take (the request's own `timeout`, capped by the server's)."""
 
     request: V2InferRequest
     rows: np.ndarray
     binary_output: bool
+    timeout_s: float
 
 
 def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -133,15 +80,13 @@ def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, by
     return body[:length], body[length:]
 
 
-def decode_v2_request(
-    body: bytes, header_length: str | None, card: ModelCard, max_rows: int
+def decode_request(
+    body: bytes, header_length: str | None, card: ModelCard, max_rows: int, timeout_s: float
 ) -> V2Payload:
+    """`header_length` is the Inference-Header-Content-Length header (None: all JSON);
+    `timeout_s` the server's own request timeout."""
     header, binary = split_binary_body(body, header_length)
-    request = decode_json(
-        header,
-        V2InferRequest,
-        '{"inputs": [{"name": "INPUT__0", "shape": [1, N], "datatype": "FP32", "data": [...]}]}',
-    )
+    request = decode_json(header, V2InferRequest, EXAMPLE)
     if len(request.inputs) != 1 or request.inputs[0].name != card.input.name:
         given = [tensor.name for tensor in request.inputs]
         raise InvalidInput(
@@ -149,7 +94,9 @@ def decode_v2_request(
         )
     tensor = request.inputs[0]
     rows = _v2_rows(tensor, binary, card, max_rows)
-    return V2Payload(request, rows, _wants_binary_output(request, card))
+    return V2Payload(
+        request, rows, _wants_binary_output(request, card), request_timeout(request, timeout_s)
+    )
 
 
 def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
@@ -237,3 +184,46 @@ def _wants_binary_output(request: V2InferRequest, card: ModelCard) -> bool:
     if flags and flags[0] is not None:
         return bool(flags[0])
     return bool(request.parameters.get("binary_data_output", False))
+
+
+def request_timeout(request: V2InferRequest, server_timeout_s: float) -> float:
+    """The `timeout` parameter (microseconds, as in Triton), capped by the server's own."""
+    timeout_us = request.parameters.get("timeout")
+    if timeout_us is None:
+        return server_timeout_s
+    if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
+        raise InvalidInput("parameter 'timeout' must be a positive integer of microseconds")
+    return min(server_timeout_s, timeout_us / 1e6)
+
+
+def encode_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> Answer:
+    """The output tensor as JSON data, or as raw bytes after the JSON header when asked."""
+    spec = card.output
+    shape = list(outputs.shape)
+    if not payload.binary_output:
+        tensor = V2ResponseTensor(
+            name=spec.name, datatype=spec.datatype, shape=shape, data=outputs.reshape(-1).tolist()
+        )
+        return json_answer(_response(card, payload, tensor))
+    raw = outputs.astype("<f4", copy=False).tobytes()
+    tensor = V2ResponseTensor(
+        name=spec.name,
+        datatype=spec.datatype,
+        shape=shape,
+        parameters={"binary_data_size": len(raw)},
+    )
+    header = msgspec.json.encode(_response(card, payload, tensor))
+    return Answer(
+        header + raw,
+        media_type=b"application/octet-stream",
+        headers=((HEADER_LENGTH.lower().encode(), str(len(header)).encode()),),
+    )
+
+
+def _response(card: ModelCard, payload: V2Payload, tensor: V2ResponseTensor) -> V2InferResponse:
+    return V2InferResponse(
+        model_name=card.name,
+        model_version=str(card.version),
+        outputs=[tensor],
+        id=payload.request.id,
+    )

@@ -6,18 +6,22 @@ bodies tritonclient sends (empty, or JSON with `parameters`) are accepted.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 from litestar import Controller, Request, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from service.codecs.schemas import RepositoryIndexEntry, RepositoryIndexRequest
 from service.errors import MalformedRequest, ModelLoadFailed
-from service.repository import ModelRegistry
-from service.routes.openapi import errors
-from service.schemas import RepositoryIndexEntry, RepositoryIndexRequest
+from service.http.routes.openapi import errors
+from service.http.state import services
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
-async def optional_json(request: Request, schema: type[msgspec.Struct]) -> msgspec.Struct:
+async def optional_json(request: Request, schema: type[S]) -> S:
+    """The body as `schema`, or its defaults when the body is empty (tritonclient sends none)."""
     body = await request.body()
     if not body.strip():
         return schema()
@@ -32,14 +36,11 @@ class RepositoryController(Controller):
     tags = ["Model repository"]
 
     @post("/index", status_code=200, summary="Every model version and its state")
-    async def index(
-        self, request: Request, registry: NamedDependency[ModelRegistry]
-    ) -> list[RepositoryIndexEntry]:
+    async def index(self, request: Request) -> list[RepositoryIndexEntry]:
         query = await optional_json(request, RepositoryIndexRequest)
-        assert isinstance(query, RepositoryIndexRequest)
         return [
             RepositoryIndexEntry(row.name, row.version, row.state, row.reason)
-            for row in registry.index(ready_only=query.ready)
+            for row in services(request).registry.index(ready_only=query.ready)
         ]
 
     @post(
@@ -48,11 +49,9 @@ class RepositoryController(Controller):
         summary="Load or reload a model from the repository (verified and warm before traffic)",
         responses=errors(400, 404, 503),
     )
-    async def load(
-        self, request: Request, name: FromPath[str], registry: NamedDependency[ModelRegistry]
-    ) -> dict[str, str]:
+    async def load(self, request: Request, name: FromPath[str]) -> dict[str, str]:
         await optional_json(request, LoadRequest)
-        entry = await registry.load(name)
+        entry = await services(request).registry.load(name)
         if entry.failed:
             serving = ", ".join(str(v) for v in sorted(entry.loaded)) or "none"
             raise ModelLoadFailed(
@@ -66,11 +65,9 @@ class RepositoryController(Controller):
         summary="Stop serving a model; queued requests still complete",
         responses=errors(404, 503),
     )
-    async def unload(
-        self, request: Request, name: FromPath[str], registry: NamedDependency[ModelRegistry]
-    ) -> dict[str, str]:
+    async def unload(self, request: Request, name: FromPath[str]) -> dict[str, str]:
         await optional_json(request, LoadRequest)
-        await registry.unload(name)
+        await services(request).registry.unload(name)
         return {}
 
 

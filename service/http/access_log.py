@@ -1,8 +1,11 @@
-"""One JSON line per HTTP request, and the request id that ties a client's call to it.
+"""The request hook: one JSON line and the request metrics per HTTP request, and the request
+id that ties a client's call to them.
 
 An ASGI wrapper around the whole app (404s included): honours an incoming `X-Request-ID` (or
-makes one), echoes it in the response, and logs method, path, status and latency, plus the
-model, version and batch size that the inference handlers add to `scope[ACCESS_FIELDS]`.
+makes one), echoes it in the response, and logs method, path, status and latency, plus what
+the request's record (`service.request_record`) says: the model and version the route named,
+the batch size the batcher's observer saw. A request that reached a model is counted and timed
+in the metrics by the same record.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import metrics
 from service.logs import BatchedLines, json_line
+from service.request_record import RequestRecord, open_record
 
-ACCESS_FIELDS = "mlp_serve.access"
 REQUEST_ID = b"x-request-id"
 MAX_ID_LENGTH = 128
 
@@ -53,8 +57,7 @@ class AccessLog:
             return
         began = time.perf_counter()
         request_id = request_id_of(scope)
-        fields: dict[str, Any] = {}
-        scope[ACCESS_FIELDS] = fields  # type: ignore[literal-required]
+        record = open_record()
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -71,12 +74,25 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - began
+            if record.endpoint and record.model and record.version is not None:
+                metrics.request_done(record.endpoint, record.model, record.version, status, elapsed)
             if log.isEnabledFor(logging.INFO):
-                line = json_line("info", log.name, "request", time.time())
-                line.update(fields)
-                line["request_id"] = request_id.decode()
-                line["method"] = scope["method"]
-                line["path"] = scope["path"]
-                line["status"] = status
-                line["latency_ms"] = round((time.perf_counter() - began) * 1e3, 3)
-                self.lines.write(line)
+                self.lines.write(access_line(record, request_id, scope, status, elapsed))
+
+
+def access_line(
+    record: RequestRecord, request_id: bytes, scope: Scope, status: int, elapsed_s: float
+) -> dict[str, Any]:
+    line = json_line("info", log.name, "request", time.time())
+    if record.model is not None:
+        line["model"] = record.model
+        line["version"] = record.version
+    if record.batch_size is not None:
+        line["batch_size"] = record.batch_size
+    line["request_id"] = request_id.decode()
+    line["method"] = scope["method"]
+    line["path"] = scope["path"]
+    line["status"] = status
+    line["latency_ms"] = round(elapsed_s * 1e3, 3)
+    return line

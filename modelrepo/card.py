@@ -7,19 +7,13 @@ Open Inference Protocol, so the same repository serves unchanged under Triton.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
-CARD_FILE = "card.json"
-MODEL_FILE = "model.pt"
-CURVES_FILE = "curves.png"
-CONFIG_FILE = "config.pbtxt"
 
 Datatype = Literal["FP32"]
 
@@ -129,12 +123,3 @@ class ModelCard(_Strict):
         if self.task == "regression" and self.output.value_name is None:
             raise ValueError("a regression output must name its value")
         return self
-
-
-def sha256_of(path: Path) -> str:
-    """The hex digest a card records for its `model.pt`."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,4 +1,5 @@
-"""Where an HTTP request meets a batcher: run rows, and abandon them if the client goes away.
+"""Where an HTTP request meets its model's batcher: run rows, and abandon them if the client
+goes away.
 
 Litestar does not cancel a handler when its client disconnects, so a small watcher listens for
 `http.disconnect` and cancels the handler; rows whose batch has not started leave the queue.
@@ -9,15 +10,11 @@ and a task per request cost more than the rest of the batcher's work for it.
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import numpy as np
 from litestar import Request
 
-from service import metrics
-from service.access_log import ACCESS_FIELDS
-from service.errors import ClientDisconnected, ModelNotReady, ServeError
+from service.errors import ClientDisconnected, ModelNotReady
 from service.repository import LoadedModel
 
 # A client that leaves sooner costs at most its own rows' compute; latency under overload (p99
@@ -65,11 +62,7 @@ async def infer_rows(
     assert handler is not None
     watch = DisconnectWatch(request, handler, WATCH_AFTER_S)
     try:
-        outputs, batch_rows = await model.batcher.infer_batched(rows, timeout_s)
-        access = request.scope.get(ACCESS_FIELDS)
-        if access is not None:
-            access["batch_size"] = batch_rows
-        return outputs
+        return await model.batcher.infer(rows, timeout_s)
     except asyncio.CancelledError:
         if watch.fired:  # our own cancellation, not a shutdown
             handler.uncancel()
@@ -77,35 +70,3 @@ async def infer_rows(
         raise
     finally:
         watch.close()
-
-
-class tracked:  # noqa: N801  (used as a context manager, like contextlib's)
-    """Count and time one inference request, and name its model in the access log.
-
-    A class rather than @contextmanager: a generator per request was a measurable cost.
-    """
-
-    __slots__ = ("began", "endpoint", "model")
-
-    def __init__(self, request: Request, endpoint: str, model: LoadedModel) -> None:
-        self.endpoint = endpoint
-        self.model = model
-        access = request.scope.get(ACCESS_FIELDS)
-        if access is not None:
-            access["model"] = model.name
-            access["version"] = model.version
-
-    def __enter__(self) -> None:
-        self.began = time.perf_counter()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if kind is None:
-            status = 200
-        elif isinstance(error, ServeError):
-            status = error.status_code
-        else:
-            status = 500
-        elapsed = time.perf_counter() - self.began
-        metrics.request_done(self.endpoint, self.model.name, self.model.version, status, elapsed)

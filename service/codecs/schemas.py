@@ -31,22 +31,36 @@ class V1PredictRequest(Struct, forbid_unknown_fields=False):
     instances: list[list[Float32]]
 
 
-class Prediction(Struct, omit_defaults=True):
-    """A classifier's `label`, `class_name` and `probabilities`, or a regressor's `value`."""
+class ClassPrediction(Struct, omit_defaults=True, kw_only=True):
+    """A classifier's answer for one instance (`class_name` where the model names classes)."""
 
-    label: int | None = None
+    label: int
     class_name: str | None = None
-    probabilities: list[float] | None = None
-    value: float | None = None
+    probabilities: list[float]
 
 
-class V1PredictResponse(Struct):
+class ValuePrediction(Struct):
+    """A regressor's answer for one instance."""
+
+    value: float
+
+
+class V1ClassResponse(Struct):
     model_name: str
     model_version: str
-    predictions: list[Prediction]
+    predictions: list[ClassPrediction]
 
 
-class ImagePrediction(Struct, omit_defaults=True):
+class V1ValueResponse(Struct):
+    model_name: str
+    model_version: str
+    predictions: list[ValuePrediction]
+
+
+V1PredictResponse = V1ClassResponse | V1ValueResponse
+
+
+class ImagePrediction(Struct, omit_defaults=True, kw_only=True):
     """One uploaded image's answer; `input_png` (base64 PNG) is the 28x28 the model saw."""
 
     filename: str | None

@@ -9,6 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import Forbidden, Unauthorized
+from service.http.state import services
 from service.settings import Settings
 
 
@@ -33,4 +34,4 @@ def check_key(settings: Settings, presented: str | None) -> None:
 async def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A Litestar guard, installed only when a key is set (`create_app`): with no key the
     model routes run no guard at all. Async, or Litestar would run it on a thread per request."""
-    check_key(connection.app.state.settings, presented_key(connection))
+    check_key(services(connection).settings, presented_key(connection))

@@ -1,4 +1,5 @@
-"""Image uploads: read a request's files, then decode and preprocess them off the event loop.
+"""Image uploads: a request's files out of its body, decoded and preprocessed off the event
+loop, and the answer with one prediction per file.
 
 A request carries one raw image body or a multipart form with one or more `file` fields. Each
 file becomes one MNIST-style row in a thread pool (Pillow and numpy release the GIL for most of
@@ -14,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from litestar import Request
 from multipart import (
     MultipartSegment,
     ParserError,
@@ -24,8 +24,11 @@ from multipart import (
 )
 from PIL import Image
 
-from service import images
-from service.cards import ModelCard
+from modelrepo.card import ModelCard
+from service.codecs import images
+from service.codecs.answer import Answer, json_answer
+from service.codecs.kserve_v1 import class_predictions
+from service.codecs.schemas import ImagePrediction, V1ImageResponse
 from service.errors import (
     InvalidInput,
     MalformedRequest,
@@ -33,7 +36,6 @@ from service.errors import (
     ServeError,
     UnsupportedMediaType,
 )
-from service.routes.asgi import header, media_type, read_body
 
 FILE_FIELD = "file"
 IMAGE_TYPES = frozenset(
@@ -85,34 +87,29 @@ def check_image_model(card: ModelCard) -> None:
         )
 
 
-def query_flag(request: Request, name: str) -> bool:
-    """`?name=true|false|1|0` (absent: false); anything else is a 400 naming the parameter."""
-    if not request.scope["query_string"]:  # most requests: no query to parse
-        return False
-    value = request.query_params.get(name)
-    if value is None:
-        return False
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise MalformedRequest(f"query parameter {name}={value!r} must be true or false")
-
-
-async def read_uploads(request: Request, max_files: int, max_bytes: int) -> list[Upload]:
-    """The request's images in upload order; 415 for other content, 413 for too many files."""
-    media = media_type(request)
+def upload_boundary(content_type: str | None) -> str | None:
+    """Checked before the body is read: None for one raw image body, the boundary of a
+    multipart form; 415 for any other content."""
+    value = content_type or ""
+    media = value.split(";", 1)[0].strip().lower()
     if media in IMAGE_TYPES:
-        return [Upload(None, await read_body(request, max_bytes))]
+        return None
     if media != "multipart/form-data":
         raise UnsupportedMediaType(
             f"content type {media or 'none'!r} is not an image upload; send {ACCEPTED}"
             + (" (feature vectors go to :predict)" if media == "application/json" else "")
         )
-    boundary = parse_options_header(header(request, b"content-type") or "")[1].get("boundary")
+    boundary = parse_options_header(value)[1].get("boundary")
     if not boundary:
         raise MalformedRequest("multipart/form-data without a boundary parameter")
-    return file_parts(await read_body(request, max_bytes), boundary, max_files)
+    return boundary
+
+
+def split_uploads(body: bytes, boundary: str | None, max_files: int) -> list[Upload]:
+    """The request's images in upload order (`boundary` from `upload_boundary`)."""
+    if boundary is None:
+        return [Upload(None, body)]
+    return file_parts(body, boundary, max_files)
 
 
 def file_parts(body: bytes, boundary: str, max_files: int) -> list[Upload]:
@@ -181,24 +178,25 @@ class ImagePreparer:
             loop.run_in_executor(self._pool, self.prepare_one, upload, with_png)
             for upload in uploads
         ]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
+        prepared: list[PreparedImage] = []
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
-        return results  # type: ignore[return-value]
+            prepared.append(result)
+        return prepared
 
     def prepare_one(self, upload: Upload, with_png: bool) -> PreparedImage:
         try:
             digit = images.preprocess_digit(images.decode(upload.data, self.max_pixels))
         except images.ImageError as error:
-            raise as_http_error(error, upload) from None
+            raise as_input_error(error, upload) from None
         return PreparedImage(digit.reshape(-1), encode_png(digit) if with_png else None)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def as_http_error(error: images.ImageError, upload: Upload) -> ServeError:
+def as_input_error(error: images.ImageError, upload: Upload) -> ServeError:
     if isinstance(error, images.NoDigit):
         return InvalidInput(f"no digit found in {upload.described}: the image has no visible ink")
     if isinstance(error, images.NotAnImage):
@@ -214,3 +212,26 @@ def encode_png(digit: np.ndarray) -> str:
     pixels = np.clip(np.rint(digit * 255), 0, 255).astype(np.uint8)
     Image.fromarray(pixels).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def stack_rows(prepared: list[PreparedImage]) -> np.ndarray:
+    return prepared[0].row[None] if len(prepared) == 1 else np.stack([i.row for i in prepared])
+
+
+def encode_answer(
+    card: ModelCard, uploads: list[Upload], prepared: list[PreparedImage], outputs: np.ndarray
+) -> Answer:
+    """One prediction per upload, in upload order, named by its file."""
+    predictions = [
+        ImagePrediction(
+            filename=upload.filename,
+            label=prediction.label,
+            class_name=prediction.class_name,
+            probabilities=prediction.probabilities,
+            input_png=image.input_png,
+        )
+        for upload, image, prediction in zip(
+            uploads, prepared, class_predictions(card, outputs), strict=True
+        )
+    ]
+    return json_answer(V1ImageResponse(card.name, str(card.version), predictions))

@@ -20,7 +20,7 @@ from litestar.openapi.spec import (
 )
 from msgspec import Struct
 
-from service.schemas import ErrorResponse, inline_json_schema
+from service.codecs.schemas import ErrorResponse, inline_json_schema
 
 
 def with_json_body(

@@ -1,0 +1,160 @@
+"""KServe v1 / TF-Serving: `POST /v1/models/{name}:predict` (and `:predict-image`), the model
+list and each model's status."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath
+from litestar.response import File
+from litestar.types import ASGIApp
+
+from modelrepo.layout import CURVES_FILE
+from service.codecs import kserve_v1, uploads
+from service.codecs.answer import Answer
+from service.codecs.schemas import (
+    V1ClassResponse,
+    V1ImageResponse,
+    V1ModelList,
+    V1ModelStatus,
+    V1PredictRequest,
+    V1ValueResponse,
+    VersionStats,
+)
+from service.errors import ModelNotFound
+from service.http.asgi import AnswerApp, header, media_type, query_flag, read_body
+from service.http.inference import infer_rows
+from service.http.routes.openapi import errors, success, with_json_body
+from service.http.state import Services, services
+from service.repository import LoadedModel, ModelEntry
+from service.request_record import note_model
+
+PREDICT_DOC = with_json_body(
+    V1PredictRequest,
+    "`:predict`: feature vectors in the model's raw units (JSON). `:predict-image` (image "
+    "models): digit pictures as multipart field `file` (repeatable) or one raw image body; "
+    "`?return_input=true` adds the 28x28 the model saw as a base64 PNG.",
+    {"instances": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]},
+    images=True,
+)
+PREDICT_ANSWER = success(
+    V1ClassResponse | V1ValueResponse | V1ImageResponse,
+    "One prediction per instance or image, in order",
+    {
+        "model_name": "iris",
+        "model_version": "1",
+        "predictions": [
+            {"label": 0, "class_name": "setosa", "probabilities": [0.99, 0.01, 0.0]},
+            {"label": 2, "class_name": "virginica", "probabilities": [0.0, 0.02, 0.98]},
+        ],
+    },
+)
+ENDPOINTS = {"predict": "v1/predict", "predict-image": "v1/predict-image"}  # metrics labels
+
+
+def split_verb(target: str) -> tuple[str, str]:
+    """`iris:predict` -> ("iris", "predict"): a path parameter fills a whole segment."""
+    name, sep, verb = target.rpartition(":")
+    if not sep or not name:
+        raise ModelNotFound(f"unknown endpoint {target!r}; use /v1/models/<name>:predict")
+    return name, verb
+
+
+class V1Controller(Controller):
+    path = "/v1/models"
+    tags = ["KServe v1"]
+
+    @get("/", summary="List models")
+    async def list_models(self, request: Request) -> V1ModelList:
+        return V1ModelList(models=sorted(services(request).registry.entries))
+
+    @get("/{name:str}", summary="Model status, card and batching counters", responses=errors(404))
+    async def model_status(self, request: Request, name: FromPath[str]) -> V1ModelStatus:
+        return model_status(services(request).registry.entry(name))
+
+    @get(
+        "/{name:str}/versions/{version:str}/curves.png",
+        summary="Training curves of a model version (PNG)",
+        media_type="image/png",
+        responses=errors(404, 503),
+    )
+    async def curves(self, request: Request, name: FromPath[str], version: FromPath[str]) -> File:
+        registry = services(request).registry
+        model = registry.get(name, version)
+        path = registry.root / model.name / str(model.version) / CURVES_FILE
+        if not path.is_file():
+            raise ModelNotFound(f"model {name!r} version {version} has no {CURVES_FILE}")
+        return File(path, media_type="image/png", content_disposition_type="inline")
+
+    @post(
+        ["/{target:str}", "/{name:str}/versions/{target:str}"],
+        status_code=200,
+        summary="Predict: POST /v1/models/{name}:predict, or .../versions/{v}:predict",
+        operation_class=PREDICT_DOC,
+        responses=PREDICT_ANSWER,
+    )
+    async def predict(
+        self, request: Request, target: FromPath[str], name: FromPath[str | None] = None
+    ) -> ASGIApp:
+        if name is None:  # /v1/models/iris:predict
+            name, verb = split_verb(target)
+            version = None
+        else:  # /v1/models/iris/versions/1:predict
+            version, verb = split_verb(target)
+        if verb not in ENDPOINTS:
+            raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
+        server = services(request)
+        model = server.registry.get(name, version)
+        note_model(ENDPOINTS[verb], model.name, model.version)
+        if verb == "predict-image":
+            return AnswerApp(await predict_images(request, server, model))
+        return AnswerApp(await predict_rows(request, server, model))
+
+
+async def predict_rows(request: Request, server: Services, model: LoadedModel) -> Answer:
+    """JSON instances -> rows -> the model's batcher -> predictions."""
+    settings = server.settings
+    kserve_v1.check_media_type(media_type(request))
+    body = await read_body(request, settings.max_body_bytes)
+    rows = kserve_v1.decode_rows(body, model.card, settings.max_rows_per_request)
+    outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+    return kserve_v1.encode_answer(model.card, outputs)
+
+
+async def predict_images(request: Request, server: Services, model: LoadedModel) -> Answer:
+    """Uploaded digit pictures -> MNIST-style rows (off the loop) -> the same batcher."""
+    settings = server.settings
+    uploads.check_image_model(model.card)
+    with_png = query_flag(request, "return_input")
+    boundary = uploads.upload_boundary(header(request, b"content-type"))
+    body = await read_body(request, settings.max_body_bytes)
+    files = uploads.split_uploads(body, boundary, settings.max_files_per_request)
+    prepared = await server.images.prepare(files, with_png)
+    rows = uploads.stack_rows(prepared)
+    outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+    return uploads.encode_answer(model.card, files, prepared, outputs)
+
+
+def model_status(entry: ModelEntry) -> V1ModelStatus:
+    default = entry.default_version
+    card = entry.loaded[default].card.model_dump(mode="json") if default is not None else None
+    stats = {}
+    for version, model in entry.loaded.items():
+        if model.batcher is not None:
+            counters = model.batcher.stats
+            stats[str(version)] = VersionStats(
+                rows_inferred=counters.rows_inferred,
+                batches=counters.batches,
+                queued_rows=counters.queued_rows,
+                max_batch_size=model.batcher.max_batch_size,
+                max_queue_delay_ms=model.batcher.max_queue_delay_s * 1e3,
+            )
+    return V1ModelStatus(
+        name=entry.name,
+        ready=entry.ready,
+        versions=[str(v) for v in entry.versions],
+        default_version=str(default) if default is not None else None,
+        card=card,
+        reason=entry.reason() or None,
+        failed_versions={str(v): why for v, why in entry.failed.items()},
+        stats=stats,
+    )
