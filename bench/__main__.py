@@ -68,17 +68,18 @@ class Bench:
         self.litserve_python: Path | None = None
 
     def server_command(self, server: str, port: int) -> tuple[list[str], str, dict[str, str]]:
-        """(command, readiness path, extra environment) of one server."""
+        """(command, readiness path, extra environment) of one server; only LitServe binds the
+        `port` given, the others bind port 0 and name theirs in the log."""
         python, device = sys.executable, self.args.device
         if server == "project":
-            return serve_command(ROOT / "models", port, device), "/v2/health/ready", PROJECT_ENV
+            return serve_command(ROOT / "models", device), "/v2/health/ready", PROJECT_ENV
         if server == "project-unbatched":
             repo = self.workdir / "batching-off"
             if not repo.exists():
                 make_repo(self.workdir, batching=False)
-            return serve_command(repo, port, device), "/v2/health/ready", PROJECT_ENV
+            return serve_command(repo, device), "/v2/health/ready", PROJECT_ENV
         if server in ("ceiling", "naive"):
-            return [python, "-m", f"bench.{server}", "--port", str(port)], "/v2/health/ready", {}
+            return [python, "-m", f"bench.{server}"], "/v2/health/ready", {}
         assert self.litserve_python is not None
         command = [
             str(self.litserve_python),
@@ -102,11 +103,13 @@ class Bench:
                 self.run_server(server, mine)
 
     def run_server(self, server: str, work: list[tuple[Scenario, str]]) -> None:
-        port = free_port()
+        port = free_port()  # LitServe's; a window another process could take it in remains
         command, ready_path, env = self.server_command(server, port)
         log = self.workdir / f"{server}.log"
         try:
-            running = start_server(command, port, env, ready_path, log_path=log)
+            running = start_server(
+                command, log, env, ready_path, port=port if server == "litserve" else None
+            )
         except RuntimeError as error:
             self.failures[server] = f"did not start ({error})"
             print(f"{server}: {self.failures[server]}", flush=True)

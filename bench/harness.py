@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bench.launch import launch
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -31,10 +33,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def serve_reference(app: Any, description: str) -> None:
-    """Run a reference app (`--port N`) the way `python -m service` runs ours: uvicorn with
-    httptools and uvloop, one worker, no access log, on loopback."""
+    """Run a reference app the way `python -m service` runs ours: uvicorn with httptools and
+    uvloop, one worker, no access log, on loopback (port 0: the kernel picks; uvicorn's
+    start-up line names it)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     uvicorn.run(
         app,
@@ -44,7 +47,7 @@ def serve_reference(app: Any, description: str) -> None:
         loop="uvloop",
         workers=1,
         access_log=False,
-        log_level="warning",
+        log_level="info",
     )
 
 
@@ -152,49 +155,29 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 def start_server(
     command: list[str],
-    port: int,
+    log_path: Path,
     env: dict[str, str] | None = None,
     ready_path: str = "/v2/health/ready",
-    log_path: Path | None = None,
     timeout_s: float = 120,
+    port: int | None = None,
 ) -> RunningServer:
     """Run `command` pinned to the server core; return once `ready_path` answers 200.
 
-    The server's output goes to `log_path` (or nowhere); the error names its last lines.
+    Servers of this repository bind port 0 and the port is read from their log
+    (`bench.launch`); `port` is for a third-party server that binds only the port it is given.
     """
     began = time.perf_counter()
-    log = log_path.open("wb") if log_path else subprocess.DEVNULL
-    try:
-        process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, *command],
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
-        )
-    finally:
-        if log_path:
-            log.close()
-    url = f"http://127.0.0.1:{port}{ready_path}"
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return RunningServer(process, port, time.perf_counter() - began)
-        except httpx.TransportError:
-            pass
-        exited = process.poll() is not None
-        if exited or time.perf_counter() - began > timeout_s:
-            stop_process(process, timeout=5)
-            why = "exited" if exited else f"not ready after {timeout_s:.0f} s"
-            raise RuntimeError(f"{why}: {last_lines(log_path)}")
-        time.sleep(0.01)
-
-
-def last_lines(log_path: Path | None, count: int = 3) -> str:
-    if log_path is None or not log_path.exists():
-        return "(no log)"
-    lines = log_path.read_text(errors="replace").strip().splitlines()
-    return " | ".join(line.strip()[:300] for line in lines[-count:]) or "(empty log)"
+    process, base_url = launch(
+        ["taskset", "-c", SERVER_CORE, *command],
+        log_path,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        ready_path=ready_path,
+        timeout_s=timeout_s,
+        stop=lambda process: stop_process(process, timeout=5),
+        base_url=f"http://127.0.0.1:{port}" if port is not None else "",
+    )
+    return RunningServer(process, int(base_url.rpartition(":")[2]), time.perf_counter() - began)
 
 
 def latest_version(model_dir: Path) -> str:
@@ -203,7 +186,8 @@ def latest_version(model_dir: Path) -> str:
     return str(max(v for v in versions if (model_dir / str(v) / "model.pt").exists()))
 
 
-def serve_command(models: Path, port: int, device: str = "cpu") -> list[str]:
+def serve_command(models: Path, device: str = "cpu") -> list[str]:
+    """`python -m service` on 127.0.0.1, on a port the kernel picks."""
     return [
         sys.executable,
         "-m",
@@ -211,7 +195,7 @@ def serve_command(models: Path, port: int, device: str = "cpu") -> list[str]:
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "0",
         "--models",
         str(models),
         "--device",

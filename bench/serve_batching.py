@@ -19,7 +19,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.harness import RESULTS, ROOT, free_port, run_wrk, serve_command, start_server
+from bench.harness import RESULTS, ROOT, run_wrk, serve_command, start_server
 
 BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 LUA = f"""wrk.method = "POST"
@@ -38,9 +38,8 @@ def make_repo(root: Path, batching: bool) -> Path:
 
 
 def measure(repo: Path, args: argparse.Namespace, script: Path) -> dict[str, float]:
-    port = free_port()
-    env = {"SERVE_LOG_LEVEL": "warning", "SERVE_DRAIN_DELAY_S": "0"}
-    server = start_server(serve_command(repo, port), port, env)
+    env = {"SERVE_DRAIN_DELAY_S": "0"}  # as the main bench runs it (access log on)
+    server = start_server(serve_command(repo), repo.parent / "server.log", env)
     url = f"{server.base_url}/v1/models/iris:predict"
     try:
         run_wrk(url, script, args.connections, 2)  # warm the connection pool and caches

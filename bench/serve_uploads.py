@@ -22,7 +22,6 @@ from PIL import Image, ImageOps
 from bench.harness import (
     RESULTS,
     ROOT,
-    free_port,
     lua_script,
     run_wrk,
     serve_command,
@@ -64,8 +63,7 @@ def main() -> None:
             name: lua_script(Path(tmp) / f"{index}.lua", path, media)
             for index, (name, (path, media)) in enumerate(upload_files(Path(tmp)).items())
         }
-        port = free_port()
-        server = start_server(serve_command(ROOT / "models", port), port)
+        server = start_server(serve_command(ROOT / "models"), Path(tmp) / "server.log")
         url = f"{server.base_url}/v1/models/mnist:predict-image"
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in scripts}
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.launch import complete_lines, launch, terminate
 from tests.conftest import BUNDLED_MODELS, ROOT
 from tests.service.fixture_models import Gate, build_test_repository
 
@@ -41,57 +41,31 @@ class Server:
 
     def log(self) -> str:
         """The log so far, up to its last complete line (the server may be mid-write)."""
-        text = self.log_path.read_text(errors="replace")
-        return text[: text.rfind("\n") + 1]
+        return complete_lines(self.log_path)
 
     def stop(self) -> int:
         """Stop this server by its own PID (SIGTERM, then SIGKILL); returns its exit code."""
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+            terminate(self.process)
         return self.process.returncode
-
-
-# uvicorn's start-up line names the port the kernel chose for --port 0.
-RUNNING_ON = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
 def start_server(models: Path, log_path: Path, **settings: str) -> Server:
     """`python -m service` bound to 127.0.0.1 with SERVE_* settings; returns once it is ready.
 
-    The port is 0 (the kernel picks a free one at bind time: no window in which another process
-    could take a port chosen beforehand) and read back from the server's log."""
+    The port is 0 (the kernel picks a free one at bind time) and read back from the server's
+    log, as the benchmarks start it (`bench.launch`)."""
     settings.setdefault("drain_delay_s", "0")  # tests that drain set their own delay
     env = {**os.environ, **{f"SERVE_{k.upper()}": v for k, v in settings.items()}}
-    log_file = log_path.open("wb")
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
-    process = subprocess.Popen(
+    process, base_url = launch(
         [*command, "--models", str(models), "--device", "cpu"],
+        log_path,
         cwd=ROOT,
         env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
+        timeout_s=STARTUP_TIMEOUT_S,
     )
-    server = Server("", process, log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        if not server.base_url and (running := RUNNING_ON.search(server.log())):
-            server.base_url = running[1]
-        try:
-            ready = server.base_url and httpx.get(f"{server.base_url}/v2/health/ready", timeout=2)
-            if ready and ready.status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the log and readiness, as a load balancer would
-    server.stop()
-    raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()}")
+    return Server(base_url, process, log_path)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+
+from modelrepo import torchscript as jit
 from service.codecs.images import (
     WORK_SIZE,
     ImageError,
@@ -34,8 +36,6 @@ from service.codecs.images import (
     stroke_width,
     to_rgba_array,
 )
-
-from modelrepo import torchscript as jit
 from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, ROOT
 
 UPLOADS = ROOT / "tests" / "fixtures" / "uploads"

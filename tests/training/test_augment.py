@@ -1,4 +1,4 @@
-"""The batch augmentation: shapes and ranges kept, seeded, and normalised like service.codecs.images."""
+"""The batch augmentation: shapes and ranges kept, seeded, normalised like the service does."""
 
 from pathlib import Path
 
