@@ -48,8 +48,8 @@ class BatchedLines:
     """JSON lines to stderr, written once per event-loop iteration rather than once each.
 
     A write per line made every request pay a syscall, and the batch worker thread took the
-    GIL at each one (the access log cost 30% of the throughput). Lines written outside an event
-    loop go out at once; whatever is buffered goes out at exit too.
+    GIL at each one (the access log cost a large share of the throughput). Lines written
+    outside an event loop go out at once; whatever is buffered goes out at exit too.
     """
 
     def __init__(self, stream: BinaryIO | None = None) -> None:

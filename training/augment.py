@@ -5,8 +5,7 @@ ink is stretched to full contrast (strokes saturate, faint edges go), pens run f
 marker, the writer's slant stays, chalk leaves holes, and the digit is cropped, fitted into a
 20 px box and centred by centre of mass. MNIST has little of that variety. Each batch gets such
 changes on a random share of its rows, then the service's re-normalisation (box, centre of
-mass), all as tensor operations on the whole batch: no per-image loop, about 10 ms per 512 rows
-on one core.
+mass), all as tensor operations on the whole batch: no per-image loop.
 """
 
 from __future__ import annotations

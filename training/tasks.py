@@ -72,9 +72,8 @@ class TaskSpec:
     augmentation: Augmentation | None = None
     augmented_epochs: int | None = None
     max_batch_size: int = 1024
-    # Measured on 2 cores (README, Performance): any wait costs single-client latency (c=1:
-    # 2,800 req/s at 0 us, 570 at 1,000 us) and buys nothing at c=64, where batches form
-    # while the worker runs. Triton's default is 0 as well.
+    # Measured (README, Performance): any wait costs single-client latency and buys nothing
+    # under concurrency, where batches form while the worker runs. Triton's default is 0 too.
     max_queue_delay_us: int = 0
 
     @property
@@ -101,10 +100,9 @@ MNIST = TaskSpec(
     per_feature_norm=False,
     mixed_precision=True,
     # Uploads, once service.codecs.images has preprocessed them, differ from MNIST in pen, slant,
-    # contrast and texture: see training/augment.py. 20 epochs (about 45 s on 2 cores): 0.991
-    # on 1,400 fresh rendered uploads (bench/uploads.py, seed 3; every style >= 0.975) vs
-    # 0.971 for 8 plain epochs, clean test digits uploaded as PNGs 0.989 vs 0.982, raw test
-    # accuracy 0.991 vs 0.985.
+    # contrast and texture: see training/augment.py. Augmented batches need more epochs to
+    # fit; with them the model scores better on rendered uploads (bench/uploads.py), on test
+    # digits uploaded as PNGs and on the raw test set (README, Training).
     augmentation=Augmentation(),
     augmented_epochs=20,
     class_names=tuple(str(digit) for digit in range(10)),

@@ -127,7 +127,7 @@ def freeze_heap() -> None:
     """Keep the garbage collector off the long-lived heap (torch, models, routes).
 
     A full collection walks every object torch and the app created at start-up: under load that
-    stalled the event loop for ~100 ms, and p99 latency with it. Young objects are still
+    stalled the event loop for many milliseconds, and tail latency with it. Young objects are still
     collected; the larger first threshold cuts collections per request.
     """
     gc.collect()

@@ -1,8 +1,8 @@
 """The inference path's own ASGI: the parts of a request it needs, and its answer.
 
 Litestar's `request.headers` builds a multi-dict of every header, and `request.body()` streams
-through an async generator that builds it again for the content length: together 10 us of an
-iris prediction's ~90 us in the app. Handlers that read their body here must not also call
+through an async generator that builds it again for the content length: together a tenth of
+an iris prediction's time in the app. Handlers that read their body here must not also call
 `request.body()` (the body has been received).
 """
 

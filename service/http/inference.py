@@ -17,9 +17,8 @@ from litestar import Request
 from service.errors import ClientDisconnected, ModelNotReady
 from service.repository import LoadedModel
 
-# A client that leaves sooner costs at most its own rows' compute; latency under overload (p99
-# 36 ms at 256 connections on one core, bench/results/bench.md) stays below it, so a busy
-# server starts no watchers.
+# A client that leaves sooner costs at most its own rows' compute; latency under overload stays
+# well below it (README, Performance), so a busy server starts no watchers.
 WATCH_AFTER_S = 0.25
 
 

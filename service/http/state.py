@@ -29,7 +29,7 @@ class Services:
 
 def services(connection: ASGIConnection) -> Services:
     """The services of the app serving `connection` (a plain lookup: Litestar's dependency
-    injection cost 4% of an iris prediction on the inference path)."""
+    injection was a measurable share of an iris prediction on the inference path)."""
     return connection.app.state[STATE_KEY]
 
 

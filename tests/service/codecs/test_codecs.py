@@ -1,0 +1,140 @@
+"""The codecs on their own: bytes and header strings in, rows out; outputs in, answer bytes out.
+
+No server and no framework: what a gRPC transport will call is what the HTTP routes call.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import numpy as np
+import pytest
+
+from modelrepo.card import ModelCard
+from service.codecs import kserve_v1, oip_v2, uploads
+from service.codecs.decoding import FINITE_FLOAT32
+from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from tests.conftest import BUNDLED_MODELS
+
+
+def card(name: str) -> ModelCard:
+    return ModelCard.model_validate_json((BUNDLED_MODELS / name / "1" / "card.json").read_text())
+
+
+IRIS = card("iris")
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "says"),
+    [
+        (b'{"instances": [[1e400, 1, 2, 3]]}', MalformedRequest, "not valid JSON"),
+        (b'{"instances": [[1, 2, 3, 4]', MalformedRequest, "not valid JSON"),
+        (b'{"instances": [[1, 2, 3, 1e39]]}', InvalidInput, "at `$.instances[0][3]`"),
+        (b'{"instances": [[1, "2", 3, 4]]}', InvalidInput, "Expected `float`, got `str`"),
+        (b'{"rows": []}', InvalidInput, "send JSON like"),
+    ],
+)
+def test_v1_tells_malformed_from_invalid_by_structure(
+    body: bytes, error: type[Exception], says: str
+) -> None:
+    with pytest.raises(error, match=None) as caught:
+        kserve_v1.decode_rows(body, IRIS, max_rows=10)
+    assert says in str(caught.value)
+    if error is InvalidInput and "1e39" in body.decode():
+        assert str(caught.value).startswith(FINITE_FLOAT32)
+
+
+def test_v1_answer_for_a_classifier_and_a_regressor() -> None:
+    rows = kserve_v1.decode_rows(b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', IRIS, 10)
+    assert rows.dtype == np.float32
+    assert rows.shape == (1, 4)
+    outputs = np.array([[0.9, 0.05, 0.05]], dtype=np.float32)
+    answer = json.loads(kserve_v1.encode_answer(IRIS, outputs).body)
+    assert answer["predictions"] == [
+        {"label": 0, "class_name": "setosa", "probabilities": pytest.approx([0.9, 0.05, 0.05])}
+    ]
+    regression = card("regression")
+    answer = json.loads(kserve_v1.encode_answer(regression, np.array([[1.5]])).body)
+    assert answer == {
+        "model_name": "regression",
+        "model_version": "1",
+        "predictions": [{"value": 1.5}],
+    }
+
+
+def test_v1_media_types() -> None:
+    kserve_v1.check_media_type("")
+    kserve_v1.check_media_type("application/json")
+    with pytest.raises(UnsupportedMediaType, match="images go to :predict-image"):
+        kserve_v1.check_media_type("image/png")
+
+
+def v2_body(datatype: str, data: list) -> bytes:
+    tensor = {"name": "INPUT__0", "shape": [1, 4], "datatype": datatype, "data": data}
+    return json.dumps({"id": "a", "inputs": [tensor]}).encode()
+
+
+def test_v2_binary_round_trip_with_a_timeout() -> None:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT__0",
+                    "shape": [2, 4],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 64},
+                }
+            ],
+            "outputs": [{"name": "OUTPUT__0", "parameters": {"binary_data": True}}],
+            "parameters": {"timeout": 2_000_000},
+        }
+    ).encode()
+    values = np.arange(8, dtype="<f8")
+    payload = oip_v2.decode_request(header + values.tobytes(), str(len(header)), IRIS, 10, 30.0)
+    np.testing.assert_array_equal(payload.rows, values.reshape(2, 4).astype(np.float32))
+    assert payload.timeout_s == 2.0
+    outputs = np.full((2, 3), 0.5, dtype=np.float32)
+    answer = oip_v2.encode_answer(IRIS, payload, outputs)
+    length = int(dict(answer.headers)[b"inference-header-content-length"])
+    head = msgspec.json.decode(answer.body[:length])
+    assert head["outputs"][0]["parameters"] == {"binary_data_size": 24}
+    np.testing.assert_array_equal(np.frombuffer(answer.body[length:], "<f4"), outputs.ravel())
+    assert answer.media_type == b"application/octet-stream"
+
+
+def test_v2_json_answer_and_server_timeout_cap() -> None:
+    payload = oip_v2.decode_request(
+        v2_body("INT32", [1, 2, 3, 4]).replace(
+            b'"id"', b'"parameters": {"timeout": 9000000000}, "id"'
+        ),
+        None,
+        IRIS,
+        10,
+        30.0,
+    )
+    assert payload.timeout_s == 30.0
+    answer = json.loads(oip_v2.encode_answer(IRIS, payload, np.zeros((1, 3), np.float32)).body)
+    assert answer["id"] == "a"
+    assert answer["outputs"][0]["data"] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "boundary"),
+    [("image/png", None), ("IMAGE/JPEG; q=1", None), ("multipart/form-data; boundary=xyz", "xyz")],
+)
+def test_upload_boundary(content_type: str, boundary: str | None) -> None:
+    assert uploads.upload_boundary(content_type) == boundary
+
+
+@pytest.mark.parametrize(
+    ("content_type", "error"),
+    [
+        ("application/json", UnsupportedMediaType),
+        (None, UnsupportedMediaType),
+        ("multipart/form-data", MalformedRequest),
+    ],
+)
+def test_upload_boundary_refuses(content_type: str | None, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        uploads.upload_boundary(content_type)
