@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from bench.harness import RESULTS, ROOT
-from service.repository import LoadedModel, ModelRegistry
+from service.loading import LoadedModel
+from service.repository import ModelRegistry
 from service.settings import Settings
 
 

@@ -17,6 +17,9 @@ OUTPUT_NAME = "OUTPUT__0"
 
 Datatype = Literal["FP32"]
 
+# A row's width is bounded before anything is sized by it (staging buffers, warm-up batches).
+MAX_WIDTH = 1 << 20
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +52,10 @@ class InputSpec(_Strict):
     def _check_shape(self) -> InputSpec:
         if len(self.shape) != 2 or self.shape[0] != -1 or self.shape[1] <= 0:
             raise ValueError("input shape must be [-1, features]")
+        if self.shape[1] > MAX_WIDTH:
+            raise ValueError(
+                f"input shape [-1, {self.shape[1]}] has more than {MAX_WIDTH} features"
+            )
         if self.feature_names is not None and len(self.feature_names) != self.shape[1]:
             raise ValueError("feature_names must name every feature")
         if self.image is not None and self.image.height * self.image.width != self.shape[1]:
@@ -67,6 +74,12 @@ class OutputSpec(_Strict):
     @property
     def width(self) -> int:
         return self.shape[-1]
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> OutputSpec:
+        if len(self.shape) != 2 or self.shape[0] != -1 or not 0 < self.shape[1] <= MAX_WIDTH:
+            raise ValueError(f"output shape must be [-1, outputs] with 1..{MAX_WIDTH} outputs")
+        return self
 
 
 class Bar(_Strict):

@@ -17,6 +17,11 @@ from modelrepo.layout import write_atomically
 
 ModelConfig = model_config_pb2.ModelConfig
 
+# Sanity bounds, checked before anything is sized by them: far above any model served here,
+# far below what would exhaust a machine.
+MAX_BATCH_SIZE = 65_536
+MAX_QUEUE_DELAY_US = 60_000_000
+
 
 class ConfigError(ValueError):
     """The text is not a Triton ModelConfig; the message says where and why."""
@@ -60,9 +65,14 @@ def batching_of(
     a field the configuration leaves out (`max_batch_size: 0`, or no `dynamic_batching`)."""
     if config is None:
         return BatchingConfig(default_max_batch, default_delay_s)
+    if config.max_batch_size < 0 or config.max_batch_size > MAX_BATCH_SIZE:
+        raise ConfigError(f"max_batch_size {config.max_batch_size} is outside 0..{MAX_BATCH_SIZE}")
     max_batch = config.max_batch_size or default_max_batch
-    if config.HasField("dynamic_batching"):
-        delay_s = config.dynamic_batching.max_queue_delay_microseconds / 1e6
-    else:
-        delay_s = default_delay_s
-    return BatchingConfig(max_batch, delay_s)
+    if not config.HasField("dynamic_batching"):
+        return BatchingConfig(max_batch, default_delay_s)
+    delay_us = config.dynamic_batching.max_queue_delay_microseconds
+    if delay_us > MAX_QUEUE_DELAY_US:
+        raise ConfigError(
+            f"max_queue_delay_microseconds {delay_us} is above {MAX_QUEUE_DELAY_US} (60 s)"
+        )
+    return BatchingConfig(max_batch, delay_us / 1e6)

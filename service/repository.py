@@ -9,50 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-from pydantic import ValidationError
-
 from modelrepo import layout
-from modelrepo.card import ModelCard
-from modelrepo.config import BatchingConfig, ConfigError, batching_of, read_config
-from modelrepo.layout import CARD_FILE, CONFIG_FILE, MODEL_FILE, sha256_of
+from modelrepo.config import BatchingConfig, batching_of, read_config
+from modelrepo.layout import CONFIG_FILE
 from modelrepo.torchscript import resolve_device
 from service import metrics
-from service.batching import DynamicBatcher
+from service.batching import DynamicBatcher, summarize
 from service.errors import ModelNotFound, ModelNotReady
-from service.runtime import TorchScriptRuntime
+from service.loading import (
+    LoadedModel,
+    LoadError,
+    LoadPolicy,
+    check_trusted,
+    load_version,
+    read_trusted,
+    unchanged,
+)
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"
-
-
-class LoadError(Exception):
-    """Why a version could not be loaded (shown to clients in the model's metadata)."""
-
-
-class LoadedModel:
-    """One version, loaded: its card, its runtime and, once it serves, its batcher."""
-
-    def __init__(
-        self, card: ModelCard, runtime: TorchScriptRuntime, batching: BatchingConfig
-    ) -> None:
-        self.card = card
-        self.runtime = runtime
-        self.batching = batching
-        self.batcher: DynamicBatcher | None = None
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def version(self) -> int:
-        return self.card.version
 
 
 @dataclass
@@ -62,6 +42,7 @@ class ModelEntry:
     name: str
     loaded: dict[int, LoadedModel] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    problem: str = ""  # the model's directory itself could not be read
 
     @property
     def versions(self) -> list[int]:
@@ -77,39 +58,8 @@ class ModelEntry:
         return bool(self.loaded)
 
     def reason(self) -> str:
-        return "; ".join(f"version {v}: {why}" for v, why in sorted(self.failed.items()))
-
-
-def load_version(
-    version_dir: Path, name: str, device: torch.device, batching: BatchingConfig, warmup: bool
-) -> LoadedModel:
-    """Validate the card, verify the hash *before* unpickling anything, load, warm up."""
-    try:
-        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
-    except FileNotFoundError:
-        raise LoadError(f"{CARD_FILE} is missing") from None
-    except ValidationError as error:
-        raise LoadError(f"{CARD_FILE} is invalid: {error.errors()[0]['msg']}") from None
-    if card.name != name or str(card.version) != version_dir.name:
-        raise LoadError(
-            f"{CARD_FILE} says {card.name}/{card.version}, but it lies in {name}/{version_dir.name}"
-        )
-    model_path = version_dir / MODEL_FILE
-    if not model_path.is_file():
-        raise LoadError(f"{MODEL_FILE} is missing")
-    if (digest := sha256_of(model_path)) != card.sha256:
-        raise LoadError(f"sha256 of {MODEL_FILE} is {digest}, the card says {card.sha256}")
-    features = card.input.features
-    try:
-        runtime = TorchScriptRuntime.load(model_path, device, batching.max_batch_size, features)
-    except Exception as error:  # corrupt archive: torch raises RuntimeError and friends
-        raise LoadError(f"{MODEL_FILE} cannot be loaded: {str(error).splitlines()[0]}") from None
-    if warmup:
-        try:
-            runtime.warm_up()
-        except Exception as error:
-            raise LoadError(f"warm-up forward pass failed: {str(error).splitlines()[-1]}") from None
-    return LoadedModel(card, runtime, batching)
+        reasons = [f"version {v}: {why}" for v, why in sorted(self.failed.items())]
+        return "; ".join([self.problem] if self.problem else reasons)
 
 
 @dataclass(frozen=True)
@@ -140,6 +90,7 @@ class ModelRegistry:
         self.entries: dict[str, ModelEntry] = {}
         self.unloaded: set[str] = set()
         self.loaded = asyncio.Event()
+        self.scan_problem: str | None = None  # the repository itself could not be read
         self._changes = asyncio.Lock()
         self._fingerprints: dict[str, tuple] = {}
 
@@ -149,54 +100,119 @@ class ModelRegistry:
 
     # loading -----------------------------------------------------------------------------
 
+    def on_disk(self, name: str) -> bool:
+        """A model directory of this name is in the repository (a name that cannot be one,
+        such as `..`, a path or one too long for the file system, is not)."""
+        if not name or name.startswith(".") or "/" in name or "\0" in name or len(name) > 255:
+            return False
+        try:
+            return (self.root / name).is_dir()
+        except OSError:
+            return False
+
     def model_names(self) -> list[str]:
         if not self.root.is_dir():
             log.error("model repository %s does not exist", self.root)
             return []
         return layout.model_names(self.root)
 
+    def policy(self) -> LoadPolicy:
+        """How versions load now (the trusted list is read afresh: an operator may change it)."""
+        policy = LoadPolicy(self.device, self.settings.warmup, self.settings.max_staging_bytes)
+        path = self.settings.trusted_hashes
+        if path is None:
+            return policy
+        try:
+            return replace(policy, trusted=read_trusted(path))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            why = getattr(error, "strerror", None) or str(error)
+            problem = f"the trusted list (SERVE_TRUSTED_HASHES) cannot be used: {why}"
+            log.error(problem)
+            return replace(policy, trusted=frozenset(), trust_problem=problem)
+
     def _load_model(self, model_dir: Path, serving: ModelEntry | None = None) -> ModelEntry:
         """Load every version of one model (blocking). Versions of `serving` whose files did
-        not change are reused; a version that fails to load keeps its serving instance."""
+        not change are reused; a version that fails to load keeps its serving instance (unless
+        it is no longer trusted)."""
         entry = ModelEntry(model_dir.name)
-        versions = layout.version_dirs(model_dir)
+        try:
+            versions = layout.version_dirs(model_dir)
+        except OSError as error:
+            entry.problem = f"the model's directory cannot be read: {error.strerror}"
+            log.error("model %s not loaded: %s", entry.name, entry.problem)
+            return entry
         try:
             batching = batching_of(
                 read_config(model_dir / CONFIG_FILE),
                 self.settings.max_batch_size,
                 self.settings.max_queue_delay_ms / 1e3,
             )
-        except (ConfigError, OSError, UnicodeDecodeError) as error:
+        except Exception as error:  # unreadable, not Triton's ModelConfig, or out of bounds
             for version_dir in versions:
                 entry.failed[int(version_dir.name)] = f"{CONFIG_FILE} is invalid: {error}"
+            log.error("model %s not loaded: %s is invalid: %s", entry.name, CONFIG_FILE, error)
             if serving is not None:
                 entry.loaded.update(serving.loaded)
             return entry
+        policy = self.policy()
         for version_dir in versions:
-            version = int(version_dir.name)
-            current = serving.loaded.get(version) if serving is not None else None
-            if current is not None and unchanged(current, version_dir, batching):
-                entry.loaded[version] = current
-                continue
-            try:
-                entry.loaded[version] = load_version(
-                    version_dir, entry.name, self.device, batching, self.settings.warmup
-                )
-            except LoadError as error:
-                entry.failed[version] = str(error)
-                log.error("model %s version %d not loaded: %s", entry.name, version, error)
-                if current is not None:
-                    entry.loaded[version] = current  # keep serving what works
+            self._load_one(entry, version_dir, batching, policy, serving)
         return entry
+
+    def _load_one(
+        self,
+        entry: ModelEntry,
+        version_dir: Path,
+        batching: BatchingConfig,
+        policy: LoadPolicy,
+        serving: ModelEntry | None,
+    ) -> None:
+        version = int(version_dir.name)
+        current = serving.loaded.get(version) if serving is not None else None
+        if current is not None and unchanged(current, version_dir, batching):
+            try:
+                check_trusted(current.card.sha256, policy)  # the operator may have withdrawn it
+            except LoadError as error:
+                self._failed(entry, version, error)
+                return
+            entry.loaded[version] = current
+            return
+        try:
+            entry.loaded[version] = load_version(version_dir, entry.name, batching, policy)
+        except LoadError as error:
+            self._failed(entry, version, error)
+            if current is not None:
+                entry.loaded[version] = current  # keep serving what works
+
+    @staticmethod
+    def _failed(entry: ModelEntry, version: int, error: LoadError) -> None:
+        entry.failed[version] = str(error)
+        log.error(
+            "model %s version %d not loaded: %s",
+            entry.name,
+            version,
+            error,
+            extra={"fields": {"model": entry.name, "version": version, "reason": str(error)}},
+        )
 
     def scan(self) -> dict[str, ModelEntry]:
         """Load every model under the root (blocking: call it off the event loop)."""
         return {name: self._load_model(self.root / name) for name in self.model_names()}
 
+    def scan_safely(self) -> dict[str, ModelEntry]:
+        """`scan`, or nothing with `scan_problem` saying why the repository cannot be read."""
+        try:
+            return self.scan()
+        except Exception as error:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else None
+            self.scan_problem = f"the model repository cannot be read: {why or summarize(error)}"
+            log.error(self.scan_problem)
+            return {}
+
     async def start(self) -> None:
         """Load the repository in a thread, then start one batcher per loaded version."""
         async with self._changes:
-            entries = await asyncio.to_thread(self.scan)
+            entries = await asyncio.to_thread(self.scan_safely)
             for entry in entries.values():
                 self._activate(entry)
             self.entries = entries
@@ -253,10 +269,10 @@ class ModelRegistry:
 
     async def load(self, name: str) -> ModelEntry:
         """(Re)load one model from disk; new traffic moves to it once it is warm."""
-        model_dir = self.root / name
         self._require_loaded()
-        if name.startswith(".") or "/" in name or not model_dir.is_dir():
-            raise ModelNotFound(f"no model {name!r} in the repository {self.root}")
+        if not self.on_disk(name):
+            raise ModelNotFound(f"no model {name!r} in the model repository")
+        model_dir = self.root / name
         async with self._changes:
             serving = self.entries.get(name)
             entry = await asyncio.to_thread(self._load_model, model_dir, serving)
@@ -277,7 +293,7 @@ class ModelRegistry:
             if entry is None:
                 if name in self.unloaded or name in self.model_names():
                     return  # unloading an unloaded model is a no-op, as in Triton
-                raise ModelNotFound(f"no model {name!r} in the repository {self.root}")
+                raise ModelNotFound(f"no model {name!r} in the model repository")
             self.unloaded.add(name)
             await self._remember_files(name)
             await self._retire(list(entry.loaded.values()))
@@ -297,10 +313,11 @@ class ModelRegistry:
             if entry is None:
                 reason = "unloaded" if name in self.unloaded else "not loaded"
                 rows.extend(
-                    IndexEntry(name, str(v), UNAVAILABLE, reason)
-                    for v in layout.versions(self.root / name)
+                    IndexEntry(name, str(v), UNAVAILABLE, reason) for v in self.versions_of(name)
                 )
                 continue
+            if entry.problem:
+                rows.append(IndexEntry(name, "", UNAVAILABLE, entry.problem))
             for version in entry.versions:
                 if version in entry.loaded:
                     rows.append(IndexEntry(name, str(version), READY, ""))
@@ -308,11 +325,22 @@ class ModelRegistry:
                     rows.append(IndexEntry(name, str(version), UNAVAILABLE, entry.failed[version]))
         return [row for row in rows if row.state == READY] if ready_only else rows
 
+    def versions_of(self, name: str) -> list[int]:
+        try:
+            return layout.versions(self.root / name)
+        except OSError:
+            return []
+
     # polling -----------------------------------------------------------------------------
 
     async def _remember_files(self, name: str) -> None:
-        """Record the model's files as seen now (a file walk: off the event loop)."""
-        self._fingerprints[name] = await asyncio.to_thread(self.fingerprint, name)
+        """Record the model's files as seen now (a file walk: off the event loop). A walk that
+        fails records nothing, so the next poll tries the model again."""
+        try:
+            self._fingerprints[name] = await asyncio.to_thread(self.fingerprint, name)
+        except OSError as error:
+            self._fingerprints.pop(name, None)
+            log.error("model %s: its files cannot be listed: %s", name, error.strerror)
 
     def _require_loaded(self) -> None:
         if not self.loaded.is_set():
@@ -334,6 +362,7 @@ class ModelRegistry:
     async def poll(self) -> None:
         """Load models that appeared or changed on disk; unload those that disappeared."""
         names = await asyncio.to_thread(self.model_names)
+        self.scan_problem = None  # readable again
         for name in names:
             fingerprint = await asyncio.to_thread(self.fingerprint, name)
             if fingerprint != self._fingerprints.get(name):
@@ -389,16 +418,3 @@ class ModelRegistry:
                 f"model {name!r} version {version} is not ready: {entry.failed[int(version)]}"
             )
         return entry.loaded[int(version)]
-
-
-def unchanged(model: LoadedModel, version_dir: Path, batching: BatchingConfig) -> bool:
-    """Same card (hence the same model hash) and the same batching: no reload needed."""
-    try:
-        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
-    except (OSError, ValidationError):
-        return False
-    return (
-        card == model.card
-        and batching == model.batching
-        and sha256_of(version_dir / MODEL_FILE) == model.card.sha256
-    )

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelrepo.config import MAX_BATCH_SIZE
+
 MiB = 1 << 20
 
 
@@ -24,7 +26,10 @@ class Settings(BaseSettings):
     torch_threads: int = Field(1, ge=1, description="intra-op threads per forward pass")
 
     max_batch_size: int = Field(
-        64, ge=1, description="rows per forward pass, where config.pbtxt does not say"
+        64,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="rows per forward pass, where config.pbtxt does not say",
     )
     max_queue_delay_ms: float = Field(
         0.0, ge=0, description="longest wait of the oldest queued row, where config.pbtxt is silent"
@@ -55,6 +60,16 @@ class Settings(BaseSettings):
         30.0, gt=0, description="then: time to finish accepted requests (>= request timeout)"
     )
     warmup: bool = Field(True, description="run forward passes at several batch sizes on load")
+    trusted_hashes: Path | None = Field(
+        None,
+        description="a file of sha256 digests (sha256sum's format): only model files listed "
+        "there load (none: any whose card matches)",
+    )
+    max_staging_bytes: int = Field(
+        256 * MiB,
+        ge=64 * 1024,
+        description="staging memory of one version (max_batch_size x features)",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @model_validator(mode="after")

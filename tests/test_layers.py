@@ -27,6 +27,7 @@ SERVICE_LAYERS = {
     "service.workers": 0,
     "service.runtime": 1,
     "service.batching": 2,
+    "service.loading": 3,
     "service.repository": 3,
     "service.codecs": 4,
     "service.http": 5,

@@ -15,7 +15,7 @@ import numpy as np
 from litestar import Request
 
 from service.errors import ClientDisconnected, ModelNotReady
-from service.repository import LoadedModel
+from service.loading import LoadedModel
 
 # A client that leaves sooner costs at most its own rows' compute; latency under overload stays
 # well below it (README, Performance), so a busy server starts no watchers.

@@ -124,3 +124,19 @@ def test_bundled_configs_are_read() -> None:
     assert config is not None
     assert config.max_batch_size == 256
     assert batching_of(config, 1, 1.0).max_batch_size == 256
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("max_batch_size: 1000000000", "max_batch_size 1000000000 is outside 0..65536"),
+        ("max_batch_size: -1", "max_batch_size -1 is outside 0..65536"),
+        (
+            "dynamic_batching { max_queue_delay_microseconds: 3600000000 }",
+            "max_queue_delay_microseconds 3600000000 is above 60000000",
+        ),
+    ],
+)
+def test_batching_values_beyond_sanity_are_refused_before_use(text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        batching_of(parse_config(text), 8, 0.0)

@@ -39,6 +39,8 @@ class HealthController(Controller):
             raise Unavailable("shutting down: draining in-flight requests", retry_after_s=5)
         if not server.registry.ready:
             raise ModelNotReady("models are still loading")
+        if server.registry.scan_problem is not None:
+            raise ModelNotReady(server.registry.scan_problem)
         board = server.workers
         if board is not None and (ready := board.ready_count()) < board.workers:
             raise ModelNotReady(f"{ready} of {board.workers} worker processes are ready")

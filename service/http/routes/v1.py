@@ -25,7 +25,8 @@ from service.http.asgi import AnswerApp, header, media_type, query_flag, read_bo
 from service.http.inference import infer_rows
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import Services, services
-from service.repository import LoadedModel, ModelEntry
+from service.loading import LoadedModel
+from service.repository import ModelEntry
 from service.request_record import note_model
 
 PREDICT_DOC = with_json_body(

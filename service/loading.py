@@ -1,0 +1,165 @@
+"""One version from disk to a model ready to serve: card, trust, hash, bounds, runtime, warm-up.
+
+Nothing is unpickled before the checks that need no unpickling have passed: the card is JSON,
+the model file's sha256 is compared with the operator's trusted list (when there is one) and
+with the card, and the staging memory the version would take is bounded. Any failure, expected
+or not, becomes a `LoadError` whose message is the reason clients see for the version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from modelrepo.card import ModelCard
+from modelrepo.config import BatchingConfig
+from modelrepo.layout import CARD_FILE, MODEL_FILE, sha256_of
+from service.batching import DynamicBatcher, summarize
+from service.runtime import TorchScriptRuntime
+
+FLOAT32_BYTES = 4
+
+
+class LoadError(Exception):
+    """Why a version could not be loaded (shown to clients in the model's metadata)."""
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """How every version is loaded: onto which device, warmed up or not, which model files are
+    trusted (None: any whose card matches), and how much staging memory one may take."""
+
+    device: torch.device
+    warmup: bool
+    max_staging_bytes: int
+    trusted: frozenset[str] | None = None
+    trust_problem: str | None = None  # the trusted list itself cannot be used
+
+
+class LoadedModel:
+    """One version, loaded: its card, its runtime and, once it serves, its batcher."""
+
+    def __init__(
+        self, card: ModelCard, runtime: TorchScriptRuntime, batching: BatchingConfig
+    ) -> None:
+        self.card = card
+        self.runtime = runtime
+        self.batching = batching
+        self.batcher: DynamicBatcher | None = None
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> int:
+        return self.card.version
+
+
+def load_version(
+    version_dir: Path, name: str, batching: BatchingConfig, policy: LoadPolicy
+) -> LoadedModel:
+    """The version in `version_dir`, checked, loaded and warmed up; LoadError says why not."""
+    try:
+        return _load_version(version_dir, name, batching, policy)
+    except LoadError:
+        raise
+    except Exception as error:  # whatever else a bad file makes a library raise
+        raise LoadError(f"unexpected {type(error).__name__}: {summarize(error)}") from None
+
+
+def _load_version(
+    version_dir: Path, name: str, batching: BatchingConfig, policy: LoadPolicy
+) -> LoadedModel:
+    card = read_card(version_dir)
+    if card.name != name or str(card.version) != version_dir.name:
+        raise LoadError(
+            f"{CARD_FILE} says {card.name}/{card.version}, but it lies in {name}/{version_dir.name}"
+        )
+    model_path = version_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise LoadError(f"{MODEL_FILE} is missing")
+    digest = sha256_of(model_path)
+    check_trusted(digest, policy)
+    if digest != card.sha256:
+        raise LoadError(f"sha256 of {MODEL_FILE} is {digest}, the card says {card.sha256}")
+    check_staging(card, batching, policy)
+    try:
+        runtime = TorchScriptRuntime.load(
+            model_path, policy.device, batching.max_batch_size, card.input.features
+        )
+    except Exception as error:  # corrupt archive: torch raises RuntimeError and friends
+        raise LoadError(f"{MODEL_FILE} cannot be loaded: {str(error).splitlines()[0]}") from None
+    if policy.warmup:
+        try:
+            runtime.warm_up()
+        except Exception as error:
+            raise LoadError(f"warm-up forward pass failed: {summarize(error)}") from None
+    return LoadedModel(card, runtime, batching)
+
+
+def read_card(version_dir: Path) -> ModelCard:
+    path = version_dir / CARD_FILE
+    try:
+        return ModelCard.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise LoadError(f"{CARD_FILE} is missing") from None
+    except IsADirectoryError:
+        raise LoadError(f"{CARD_FILE} is a directory, not a file") from None
+    except OSError as error:
+        raise LoadError(f"{CARD_FILE} cannot be read: {error.strerror}") from None
+    except ValidationError as error:
+        raise LoadError(f"{CARD_FILE} is invalid: {error.errors()[0]['msg']}") from None
+
+
+def check_trusted(digest: str, policy: LoadPolicy) -> None:
+    """With a trusted list, only listed model files load: the card beside a model is written
+    by whoever wrote the model, the list by the operator."""
+    if policy.trust_problem is not None:
+        raise LoadError(policy.trust_problem)
+    if policy.trusted is not None and digest not in policy.trusted:
+        raise LoadError(
+            f"sha256 of {MODEL_FILE} ({digest}) is not in the trusted list (SERVE_TRUSTED_HASHES)"
+        )
+
+
+def check_staging(card: ModelCard, batching: BatchingConfig, policy: LoadPolicy) -> None:
+    """The staging buffer (max_batch_size x features float32) fits the limit, before any of it
+    is allocated."""
+    needed = batching.max_batch_size * card.input.features * FLOAT32_BYTES
+    if needed > policy.max_staging_bytes:
+        raise LoadError(
+            f"max_batch_size {batching.max_batch_size} x {card.input.features} features needs "
+            f"{needed} bytes of staging, above SERVE_MAX_STAGING_BYTES ({policy.max_staging_bytes})"
+        )
+
+
+def read_trusted(path: Path) -> frozenset[str]:
+    """The sha256 digests of a trusted list: one per line, as `sha256sum` writes them (a digest,
+    then anything); blank lines and `#` comments are skipped."""
+    digests = set()
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        digest = text.split()[0].lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"line {number} is not a sha256 digest")
+        digests.add(digest)
+    return frozenset(digests)
+
+
+def unchanged(model: LoadedModel, version_dir: Path, batching: BatchingConfig) -> bool:
+    """Same card (hence the same model hash) and the same batching: no reload needed."""
+    try:
+        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_bytes())
+    except (OSError, ValidationError):
+        return False
+    return (
+        card == model.card
+        and batching == model.batching
+        and sha256_of(version_dir / MODEL_FILE) == model.card.sha256
+    )
