@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * MiB, ge=1024, description="request body size before 413")
     max_files_per_request: int = Field(64, ge=1, description="files in one image upload before 413")
     max_image_pixels: int = Field(
-        40_000_000, ge=1, description="declared width x height of an upload before 413"
+        50_000_000,
+        ge=1,
+        description="declared width x height of one upload before 413 (phones: 12-50 MP)",
+    )
+    max_request_pixels: int = Field(
+        100_000_000, ge=1, description="declared pixels of all a request's uploads before 413"
     )
     image_workers: int = Field(2, ge=1, description="threads decoding and preprocessing uploads")
     api_key: SecretStr | None = Field(

@@ -24,6 +24,7 @@ SERVICE_LAYERS = {
     "service.metrics": 0,
     "service.request_record": 0,
     "service.drain": 0,
+    "service.fair_pool": 0,
     "service.workers": 0,
     "service.runtime": 1,
     "service.batching": 2,

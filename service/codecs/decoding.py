@@ -8,7 +8,9 @@ document of the wrong shape or values is invalid input.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 import numpy as np
@@ -18,8 +20,12 @@ from service.codecs.schemas import FLOAT32_MAX
 from service.errors import InvalidInput, MalformedRequest, PayloadTooLarge, ServeError
 
 FINITE_FLOAT32 = f"values must be finite and fit in float32 (|x| <= {FLOAT32_MAX:.4g})"
+TOO_DEEP = "the JSON is nested too deeply; a tensor's data needs at most one level per dimension"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def decode_json(body: bytes, schema: type[T], example: str, float32_bounds: bool = False) -> T:
@@ -30,6 +36,8 @@ def decode_json(body: bytes, schema: type[T], example: str, float32_bounds: bool
     """
     if not body:
         raise MalformedRequest(f"the request body is empty; send JSON like {example}")
+    if body.startswith(UTF8_BOM):  # RFC 8259 lets a parser ignore it; some editors write one
+        body = body[len(UTF8_BOM) :]
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as error:
@@ -38,6 +46,8 @@ def decode_json(body: bytes, schema: type[T], example: str, float32_bounds: bool
         raise MalformedRequest(
             f"body is not valid JSON ({error}); NaN and Infinity are not JSON numbers"
         ) from None
+    except RecursionError:
+        raise MalformedRequest(TOO_DEEP) from None
 
 
 def schema_error(
@@ -48,9 +58,29 @@ def schema_error(
         document = msgspec.json.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):  # e.g. 1e400: no float holds it
         return MalformedRequest(f"body is not valid JSON: {error}")
+    except RecursionError:
+        return MalformedRequest(TOO_DEEP)
     if float32_bounds and (where := beyond_float32(document, "$")) is not None:
         return InvalidInput(f"{FINITE_FLOAT32}; at `{where}`")
     return InvalidInput(f"{error}; send JSON like {example}")
+
+
+def client_errors(decode: Callable[P, R]) -> Callable[P, R]:
+    """Whatever a decoder raises is about the request, never a server failure: its own errors
+    pass as they are, anything else (a library's surprise on a hostile body) becomes a 400."""
+
+    @functools.wraps(decode)
+    def decoding(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return decode(*args, **kwargs)
+        except ServeError:
+            raise
+        except RecursionError:
+            raise MalformedRequest(TOO_DEEP) from None
+        except Exception as error:
+            raise MalformedRequest(f"the request cannot be read ({type(error).__name__})") from None
+
+    return decoding
 
 
 def beyond_float32(node: Any, path: str) -> str | None:

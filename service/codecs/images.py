@@ -15,7 +15,16 @@ import io
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import (  # the plugins of the documented formats: `formats=` loads no others
+    BmpImagePlugin,  # noqa: F401
+    GifImagePlugin,  # noqa: F401
+    Image,
+    ImageOps,
+    JpegImagePlugin,  # noqa: F401  (opens phones' multi-picture MPO files too)
+    PngImagePlugin,  # noqa: F401
+    TiffImagePlugin,  # noqa: F401
+    WebPImagePlugin,  # noqa: F401
+)
 
 WORK_SIZE = 256  # longer side of the working image: enough detail, bounded cost
 BACKGROUND_SIZE = 32  # shorter side of the grid the lighting is estimated on
@@ -38,21 +47,36 @@ class NoDigit(ImageError):
     pass
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Open, check the declared size *before* decoding pixels, apply EXIF, take frame one."""
+# The documented formats, and only these are tried: Pillow would otherwise also open DDS, ICO,
+# PCX, SGI, TGA, EPS (through Ghostscript) and more, each a decoder an upload could aim at.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The image's header read, its declared size checked; no pixel decoded yet."""
     if not data:
         raise NotAnImage("the file is empty")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the declared size is more than {max_pixels} pixels") from None
-    except (OSError, ValueError):
+    except Exception:  # Pillow's plugins raise OSError, ValueError, SyntaxError, EOFError...
         raise NotAnImage("not a readable image (PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} pixels is more than {max_pixels}")
     if width == 0 or height == 0:
         raise ImageError("the image has no pixels")
+    return image
+
+
+def declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    return open_image(data, max_pixels).size
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Open, check the declared size *before* decoding pixels, apply EXIF, take frame one."""
+    image = open_image(data, max_pixels)
     if image.format in ("JPEG", "MPO"):  # (MPO: phones' multi-picture JPEGs) decode at 1/2,
         image.draft(None, (WORK_SIZE, WORK_SIZE))  # 1/4 or 1/8 scale if it covers the work size
     try:
@@ -60,7 +84,7 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # a copy of every upload, otherwise
         return image
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageError(f"the image data is truncated or corrupt ({error})") from None
 
 
@@ -71,9 +95,11 @@ def to_rgba_array(image: Image.Image) -> np.ndarray:
         scale = 65535.0 if pixels.max() > 255 else 255.0
         gray = np.clip(pixels / scale, 0, 1)
         return np.dstack([gray, gray, gray, np.ones_like(gray)])
-    if image.mode == "F":
-        gray = np.asarray(image, dtype=np.float32)
-        gray = (gray - gray.min()) / max(float(np.ptp(gray)), 1e-6)
+    if image.mode == "F":  # float pixels of any range: in float64, so +-3e38 cannot overflow
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageError("its pixel values are not finite numbers (NaN or infinity)")
+        gray = ((values - values.min()) / max(float(np.ptp(values)), 1e-6)).astype(np.float32)
         return np.dstack([gray, gray, gray, np.ones_like(gray)])
     return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from modelrepo.card import ModelCard
 from service.codecs.answer import Answer, json_answer
-from service.codecs.decoding import check_row_count, decode_json
+from service.codecs.decoding import check_row_count, client_errors, decode_json
 from service.codecs.schemas import (
     ClassPrediction,
     V1ClassResponse,
@@ -30,6 +30,7 @@ def check_media_type(media: str) -> None:
         )
 
 
+@client_errors
 def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
     """The instances as a float32 (N, features) block, every one checked against the card."""
     instances = decode_json(body, V1PredictRequest, EXAMPLE, float32_bounds=True).instances

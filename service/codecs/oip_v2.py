@@ -15,7 +15,7 @@ import numpy as np
 
 from modelrepo.card import ModelCard
 from service.codecs.answer import Answer, json_answer
-from service.codecs.decoding import check_finite, check_row_count, decode_json
+from service.codecs.decoding import check_finite, check_row_count, client_errors, decode_json
 from service.codecs.schemas import (
     V2InferRequest,
     V2InferResponse,
@@ -80,6 +80,7 @@ def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, by
     return body[:length], body[length:]
 
 
+@client_errors
 def decode_request(
     body: bytes, header_length: str | None, card: ModelCard, max_rows: int, timeout_s: float
 ) -> V2Payload:

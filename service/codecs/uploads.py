@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 from multipart import (
@@ -27,6 +29,7 @@ from PIL import Image
 from modelrepo.card import ModelCard
 from service.codecs import images
 from service.codecs.answer import Answer, json_answer
+from service.codecs.decoding import client_errors
 from service.codecs.kserve_v1 import class_predictions
 from service.codecs.schemas import ImagePrediction, V1ImageResponse
 from service.errors import (
@@ -34,8 +37,12 @@ from service.errors import (
     MalformedRequest,
     PayloadTooLarge,
     ServeError,
+    TimedOut,
     UnsupportedMediaType,
 )
+from service.fair_pool import FairPool
+
+T = TypeVar("T")
 
 FILE_FIELD = "file"
 IMAGE_TYPES = frozenset(
@@ -105,6 +112,7 @@ def upload_boundary(content_type: str | None) -> str | None:
     return boundary
 
 
+@client_errors
 def split_uploads(body: bytes, boundary: str | None, max_files: int) -> list[Upload]:
     """The request's images in upload order (`boundary` from `upload_boundary`)."""
     if boundary is None:
@@ -163,37 +171,82 @@ def too_many_files(count: str, max_files: int) -> str:
 
 
 class ImagePreparer:
-    """A bounded thread pool that turns uploads into model rows."""
+    """Turns a request's uploads into model rows on a fair pool, within its budgets: pixels per
+    image and per request (read from the files' headers before any pixel is decoded) and the
+    request's time (what is still queued when it runs out, or when the client leaves, never
+    runs)."""
 
-    def __init__(self, workers: int, max_pixels: int) -> None:
+    def __init__(self, workers: int, max_pixels: int, max_request_pixels: int) -> None:
         self.max_pixels = max_pixels
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image")
+        self.max_request_pixels = max_request_pixels
+        self._pool = FairPool(workers, "image")
 
-    async def prepare(self, uploads: list[Upload], with_png: bool) -> list[PreparedImage]:
+    async def prepare(
+        self, uploads: list[Upload], with_png: bool, timeout_s: float
+    ) -> list[PreparedImage]:
         """Rows in upload order; the first bad file (in upload order) fails the request."""
-        loop = asyncio.get_running_loop()
-        if len(uploads) == 1:  # most requests: no gather around one job
-            return [await loop.run_in_executor(self._pool, self.prepare_one, uploads[0], with_png)]
-        jobs = [
-            loop.run_in_executor(self._pool, self.prepare_one, upload, with_png)
-            for upload in uploads
-        ]
-        prepared: list[PreparedImage] = []
-        for result in await asyncio.gather(*jobs, return_exceptions=True):
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        if len(uploads) > 1:  # one file is checked against both budgets as it is decoded
+            (sizes,) = await self._run([partial(self.declared_pixels, uploads)], deadline)
+            self.check_request_pixels(sizes)
+        jobs = [partial(self.prepare_one, upload, with_png) for upload in uploads]
+        return await self._run(jobs, deadline)
+
+    async def _run(self, jobs: list[Callable[[], T]], deadline: float) -> list[T]:
+        futures = [asyncio.wrap_future(future) for future in self._pool.submit_all(jobs)]
+        try:
+            async with asyncio.timeout_at(deadline):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            for future in futures:
+                future.cancel()  # the pool skips what has not started
+            raise TimedOut(
+                "decoding the uploads took longer than the request timeout "
+                "(SERVE_REQUEST_TIMEOUT_S); send fewer or smaller images"
+            ) from None
+        done: list[T] = []
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
-            prepared.append(result)
-        return prepared
+            done.append(result)
+        return done
+
+    def declared_pixels(self, uploads: list[Upload]) -> list[int]:
+        """Each upload's declared width x height, from its header alone."""
+        sizes = []
+        for upload in uploads:
+            try:
+                width, height = images.declared_size(upload.data, self.max_pixels)
+            except images.ImageError as error:
+                raise as_input_error(error, upload) from None
+            sizes.append(width * height)
+        return sizes
+
+    def check_request_pixels(self, sizes: list[int]) -> None:
+        if sum(sizes) > self.max_request_pixels:
+            raise PayloadTooLarge(
+                f"the {len(sizes)} images declare {sum(sizes)} pixels in all, more than "
+                f"{self.max_request_pixels} (SERVE_MAX_REQUEST_PIXELS); split the upload"
+            )
 
     def prepare_one(self, upload: Upload, with_png: bool) -> PreparedImage:
+        limit = min(self.max_pixels, self.max_request_pixels)
         try:
-            digit = images.preprocess_digit(images.decode(upload.data, self.max_pixels))
+            digit = images.preprocess_digit(images.decode(upload.data, limit))
         except images.ImageError as error:
             raise as_input_error(error, upload) from None
+        except Exception as error:  # whatever else a hostile file makes a decoder raise
+            raise InvalidInput(
+                f"{upload.described} cannot be decoded: {type(error).__name__}"
+            ) from None
+        if not np.isfinite(digit).all():
+            raise InvalidInput(
+                f"{upload.described} cannot be used: its pixel values are not finite numbers"
+            )
         return PreparedImage(digit.reshape(-1), encode_png(digit) if with_png else None)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()
 
 
 def as_input_error(error: images.ImageError, upload: Upload) -> ServeError:
@@ -202,7 +255,10 @@ def as_input_error(error: images.ImageError, upload: Upload) -> ServeError:
     if isinstance(error, images.NotAnImage):
         return UnsupportedMediaType(f"{upload.described}: {error}; send {ACCEPTED}")
     if isinstance(error, images.ImageTooLarge):
-        return PayloadTooLarge(f"{upload.described} is too large: {error} (SERVE_MAX_IMAGE_PIXELS)")
+        return PayloadTooLarge(
+            f"{upload.described} is too large: {error} "
+            "(SERVE_MAX_IMAGE_PIXELS, SERVE_MAX_REQUEST_PIXELS)"
+        )
     return InvalidInput(f"{upload.described} cannot be used: {error}")
 
 

@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     parts = Services(
         settings=settings,
         registry=ModelRegistry(settings),
-        images=ImagePreparer(settings.image_workers, settings.max_image_pixels),
+        images=ImagePreparer(
+            settings.image_workers, settings.max_image_pixels, settings.max_request_pixels
+        ),
         drain=Drain(),
         workers=worker_board(settings.workers),
     )

@@ -51,21 +51,40 @@ class DisconnectWatch:
             self.task.cancel()
 
 
+class cancel_on_disconnect:  # noqa: N801  (a context manager, like contextlib's)
+    """Within the block, a client that disconnects cancels the handler's task, and the block
+    raises ClientDisconnected (a class, not @contextmanager: a generator per request costs)."""
+
+    __slots__ = ("watch",)
+
+    def __init__(self, request: Request) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.watch = DisconnectWatch(request, handler, WATCH_AFTER_S)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> bool:
+        self.watch.close()
+        if kind is asyncio.CancelledError and self.watch.fired:  # ours, not a shutdown
+            self.watch.handler.uncancel()
+            raise ClientDisconnected("client disconnected") from None
+        return False
+
+
+async def infer(model: LoadedModel, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+    """`rows` through `model`'s batcher (503 once the version stopped serving)."""
+    if model.batcher is None:
+        raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
+    return await model.batcher.infer(rows, timeout_s)
+
+
 async def infer_rows(
     request: Request, model: LoadedModel, rows: np.ndarray, timeout_s: float
 ) -> np.ndarray:
-    """Run `rows` through `model`'s batcher; raise ClientDisconnected if the client leaves."""
-    if model.batcher is None:
-        raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
-    handler = asyncio.current_task()
-    assert handler is not None
-    watch = DisconnectWatch(request, handler, WATCH_AFTER_S)
-    try:
-        return await model.batcher.infer(rows, timeout_s)
-    except asyncio.CancelledError:
-        if watch.fired:  # our own cancellation, not a shutdown
-            handler.uncancel()
-            raise ClientDisconnected("client disconnected") from None
-        raise
-    finally:
-        watch.close()
+    """`infer`, abandoned (ClientDisconnected) if the client leaves."""
+    with cancel_on_disconnect(request):
+        return await infer(model, rows, timeout_s)

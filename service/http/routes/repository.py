@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, Request, post
 from litestar.params import FromPath
 
+from service.codecs.decoding import TOO_DEEP
 from service.codecs.schemas import RepositoryIndexEntry, RepositoryIndexRequest
 from service.errors import MalformedRequest, ModelLoadFailed
 from service.http.routes.openapi import errors
@@ -29,6 +30,8 @@ async def optional_json(request: Request, schema: type[S]) -> S:
         return msgspec.json.decode(body, type=schema)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise MalformedRequest(f"body is not valid: {error}") from None
+    except RecursionError:
+        raise MalformedRequest(TOO_DEEP) from None
 
 
 class RepositoryController(Controller):

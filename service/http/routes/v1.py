@@ -3,6 +3,8 @@ list and each model's status."""
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import File
@@ -22,7 +24,7 @@ from service.codecs.schemas import (
 )
 from service.errors import ModelNotFound
 from service.http.asgi import AnswerApp, header, media_type, query_flag, read_body
-from service.http.inference import infer_rows
+from service.http.inference import cancel_on_disconnect, infer, infer_rows
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import Services, services
 from service.loading import LoadedModel
@@ -50,6 +52,7 @@ PREDICT_ANSWER = success(
     },
 )
 ENDPOINTS = {"predict": "v1/predict", "predict-image": "v1/predict-image"}  # metrics labels
+MIN_REMAINING_S = 0.001  # what the batcher gets when decoding used up the request's time
 
 
 def split_verb(target: str) -> tuple[str, str]:
@@ -129,9 +132,12 @@ async def predict_images(request: Request, server: Services, model: LoadedModel)
     boundary = uploads.upload_boundary(header(request, b"content-type"))
     body = await read_body(request, settings.max_body_bytes)
     files = uploads.split_uploads(body, boundary, settings.max_files_per_request)
-    prepared = await server.images.prepare(files, with_png)
-    rows = uploads.stack_rows(prepared)
-    outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.request_timeout_s  # decoding counts in the request's time
+    with cancel_on_disconnect(request):
+        prepared = await server.images.prepare(files, with_png, settings.request_timeout_s)
+        remaining = max(deadline - loop.time(), MIN_REMAINING_S)
+        outputs = await infer(model, uploads.stack_rows(prepared), remaining)
     return uploads.encode_answer(model.card, files, prepared, outputs)
 
 
