@@ -20,6 +20,7 @@ from service.drain import Drain
 from service.http.access_log import AccessLog
 from service.http.auth import require_api_key
 from service.http.errors import exception_handlers
+from service.http.head import HeadAsGet
 from service.http.routes.demo import demo_page, static_files
 from service.http.routes.health import SERVER_VERSION, HealthController
 from service.http.routes.metrics import prometheus_metrics
@@ -74,8 +75,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def serve_app() -> AccessLog:
-    """What uvicorn runs (`--factory`): the app from SERVE_* settings, wrapped in the access log."""
-    return AccessLog(create_app())
+    """What uvicorn runs (`--factory`): the app from SERVE_* settings, HEAD served as GET, all
+    of it inside the access log."""
+    return AccessLog(HeadAsGet(create_app()))
 
 
 def model_routes(settings: Settings) -> Router:

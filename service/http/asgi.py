@@ -8,11 +8,19 @@ an iris prediction's time in the app. Handlers that read their body here must no
 
 from __future__ import annotations
 
+import asyncio
+import zlib
+
 from litestar import Request
 from litestar.types import Receive, Scope, Send
 
 from service.codecs.answer import Answer
-from service.errors import ClientDisconnected, MalformedRequest, PayloadTooLarge
+from service.errors import (
+    ClientDisconnected,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 
 def header(request: Request, name: bytes) -> str | None:
@@ -30,7 +38,33 @@ def media_type(request: Request) -> str:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body; 413 past `limit` bytes (Litestar's request_max_body_size)."""
+    """The whole body, decompressed when it says gzip or deflate; 413 past `limit` bytes.
+
+    A Content-Length above the limit is refused before anything is read (so a client that
+    sent `Expect: 100-continue` is not asked for the body); a compressed body is limited
+    twice, as it arrives and as it inflates.
+    """
+    declared = encoding = None
+    for key, value in request.scope["headers"]:
+        if key == b"content-length":
+            declared = value
+        elif key == b"content-encoding":
+            encoding = value.decode("latin-1").strip().lower()
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(body_too_large(limit))
+    if encoding not in (None, "", "identity", *DECODERS):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity"
+        )
+    body = await receive_body(request, limit)
+    if encoding in DECODERS:
+        if len(body) > INFLATE_ON_LOOP_BYTES:  # inflating megabytes would stall every request
+            return await asyncio.to_thread(inflate, body, encoding, limit)
+        return inflate(body, encoding, limit)
+    return body
+
+
+async def receive_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -44,6 +78,29 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+# Content-Encoding -> zlib's window bits: gzip's header, or zlib's (and raw deflate, which
+# some clients send as "deflate", is tried when zlib's header is missing).
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+INFLATE_ON_LOOP_BYTES = 64 * 1024
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The decompressed body; 413 once it grows past `limit` (a bomb never inflates whole)."""
+    wbits = DECODERS[encoding]
+    if encoding == "deflate" and body[:1] and body[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate, without zlib's header
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise MalformedRequest(f"the body is not valid {encoding} data") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed {body_too_large(limit)}")
+    if not inflater.eof:
+        raise MalformedRequest(f"the {encoding} body is truncated")
+    return data
 
 
 def body_too_large(limit: int) -> str:

@@ -3,9 +3,12 @@ JSON error that says what to fix, never a 500, and never at another client's exp
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import socket
 import threading
+import zlib
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -126,7 +129,6 @@ def test_a_utf8_byte_order_mark_is_ignored(http: httpx.Client) -> None:
 def declared_png(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height (its pixels are never there)."""
     import struct
-    import zlib
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     chunk = b"IHDR" + header
@@ -241,3 +243,69 @@ def test_decoding_counts_in_the_request_timeout(impatient: Server) -> None:
             timeout_s=60,
         )
         assert http.post("/v1/models/mnist:predict-image", files=files).status_code == 422
+
+
+# ---- HTTP details -------------------------------------------------------------------------------
+
+IRIS_JSON = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(IRIS_JSON)),
+        ("deflate", zlib.compress(IRIS_JSON)),
+        ("deflate", zlib.compress(IRIS_JSON, wbits=-zlib.MAX_WBITS)),
+        ("identity", IRIS_JSON),
+    ],
+    ids=["gzip", "zlib deflate", "raw deflate", "identity"],
+)
+def test_compressed_bodies_are_inflated(http: httpx.Client, encoding: str, body: bytes) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    answer = http.post("/v1/models/iris:predict", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["class_name"] == "setosa"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "status", "says"),
+    [
+        ("gzip", gzip.compress(b" " * (17 << 20)), 413, "the decompressed request body is larger"),
+        ("gzip", IRIS_JSON, 400, "not valid gzip data"),
+        ("gzip", gzip.compress(IRIS_JSON)[:-12], 400, "truncated"),
+        ("br", IRIS_JSON, 415, "Content-Encoding 'br' is not supported"),
+    ],
+    ids=["bomb", "not gzip", "truncated", "brotli"],
+)
+def test_bad_compressed_bodies(
+    http: httpx.Client, encoding: str, body: bytes, status: int, says: str
+) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    answer = http.post("/v2/models/iris/infer", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]
+
+
+def test_a_declared_length_above_the_limit_is_refused_before_the_body(server: Server) -> None:
+    """No `100 Continue`, no reading: the 413 comes from the headers alone."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/models/iris:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 20000000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        answer = b""
+        while b"SERVE_MAX_BODY_BYTES" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert b"100 Continue" not in answer
+    assert b"SERVE_MAX_BODY_BYTES" in answer
+
+
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2/health/live", "/v1/models", "/metrics"])
+def test_head_is_answered_where_get_is(http: httpx.Client, path: str) -> None:
+    get, head = http.get(path), http.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
