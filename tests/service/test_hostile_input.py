@@ -224,7 +224,8 @@ def large_webp() -> bytes:
 
 
 def test_decoding_counts_in_the_request_timeout(impatient: Server) -> None:
-    files = [("file", (f"{i}.webp", large_webp(), "image/webp")) for i in range(40)]
+    data = large_webp()
+    files = [("file", (f"{i}.webp", data, "image/webp")) for i in range(40)]
     with impatient.client() as http:
         answer = http.post("/v1/models/mnist:predict-image", files=files)
         assert answer.status_code == 504
