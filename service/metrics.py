@@ -7,13 +7,19 @@ memory, file descriptors) and `python_gc_*` / `python_info` are absent there.
 
 Label lookups are cached per (model, version): the hot path does a dict lookup, not
 prometheus-client's label validation.
+
+Metrics never stop inference: when their files cannot be written (a full disk under the
+multiprocess directory), updates stop, one error line says why, and requests are served on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, wraps
+from typing import ParamSpec
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,8 +33,14 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service import metric_files
 from service.request_record import note_batch
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    metric_files.install()
 disable_created_metrics()  # `*_created` samples double the exposition for no dashboard's use
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -79,6 +91,38 @@ MODEL_READY = Gauge(
 )
 
 
+class MetricWrites:
+    """Whether metric updates still go to their files; once one fails, none is tried again."""
+
+    enabled = True
+
+    @classmethod
+    def failed(cls, error: OSError) -> None:
+        if cls.enabled:
+            cls.enabled = False
+            log.error(
+                "metrics cannot be written (%s); serving goes on without them",
+                error.strerror or error,
+                extra={"fields": {"metrics_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR")}},
+            )
+
+
+def tolerant(update: Callable[P, None]) -> Callable[P, None]:
+    """`update`, a no-op once metrics are off; an OSError turns them off instead of failing
+    the batch or request that was being counted."""
+
+    @wraps(update)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        if not MetricWrites.enabled:
+            return
+        try:
+            update(*args, **kwargs)
+        except OSError as error:
+            MetricWrites.failed(error)
+
+    return guarded
+
+
 @dataclass(frozen=True)
 class VersionMetrics:
     """The metric children of one model version, resolved once."""
@@ -90,6 +134,7 @@ class VersionMetrics:
     batch_size: Histogram
     queue_depth: Gauge
 
+    @tolerant
     def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
         """Called on the model's worker thread once per forward pass."""
         self.rows.inc(rows)
@@ -99,6 +144,7 @@ class VersionMetrics:
         for wait in waits_s:
             self.queue_duration.observe(wait)
 
+    @tolerant
     def queue_changed(self, depth: int) -> None:
         self.queue_depth.set(depth)
 
@@ -106,8 +152,31 @@ class VersionMetrics:
         note_batch(batch_rows)  # for the request's access-log line
 
 
+class UncountedVersion:
+    """The observer of a version whose metrics could not be set up: the access log still
+    gets its batch sizes."""
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
+        pass
+
+    def queue_changed(self, depth: int) -> None:
+        pass
+
+    def request_served(self, batch_rows: int) -> None:
+        note_batch(batch_rows)
+
+
+def for_version(model: str, version: int) -> VersionMetrics | UncountedVersion:
+    if MetricWrites.enabled:
+        try:
+            return version_metrics(model, version)
+        except OSError as error:
+            MetricWrites.failed(error)
+    return UncountedVersion()
+
+
 @cache
-def for_version(model: str, version: int) -> VersionMetrics:
+def version_metrics(model: str, version: int) -> VersionMetrics:
     labels = (model, str(version))
     return VersionMetrics(
         ROWS.labels(*labels),
@@ -119,6 +188,7 @@ def for_version(model: str, version: int) -> VersionMetrics:
     )
 
 
+@tolerant
 def set_ready(model: str, version: int, ready: bool) -> None:
     MODEL_READY.labels(model, str(version)).set(1 if ready else 0)
 
@@ -145,6 +215,7 @@ def for_endpoint(model: str, version: int, endpoint: str) -> EndpointMetrics:
     return EndpointMetrics(labels, REQUEST_DURATION.labels(*labels), {})
 
 
+@tolerant
 def request_done(endpoint: str, model: str, version: int, status: int, duration_s: float) -> None:
     """Count one inference request by its outcome and record its time."""
     for_endpoint(model, version, endpoint).done(status, duration_s)

@@ -11,12 +11,16 @@ process's start time and dropped.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 BOARD_VARIABLE = "MLP_SERVE_WORKER_BOARD"  # set by `python -m service` for its workers
 READY = "ready"
 LOADING = "loading"
+RECORD_BYTES = 64  # one worker's file: its state and start time, space-padded
 
 
 def process_start(pid: int) -> str | None:
@@ -37,13 +41,27 @@ class WorkerBoard:
         self.directory = directory
         self.workers = workers
         self.pid = os.getpid() if pid is None else pid
+        self.usable = True  # False once this worker could not post: readiness then ignores it
 
     def post(self, state: str) -> None:
-        """Publish this worker's state (atomically: readers never see half a file)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        draft = self.directory / f".{self.pid}.tmp"
-        draft.write_text(f"{state} {process_start(self.pid)}")
-        os.replace(draft, self.directory / str(self.pid))
+        """Publish this worker's state, in place: the file's space is reserved when it is first
+        written, so a disk that fills up later cannot stop a worker from saying it is ready.
+        When even that fails, the board is given up (logged) rather than the worker."""
+        record = f"{state} {process_start(self.pid)}".encode().ljust(RECORD_BYTES)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.directory / str(self.pid), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(descriptor, 0, RECORD_BYTES)
+                os.pwrite(descriptor, record, 0)  # one write of one short record
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            self.usable = False
+            log.error(
+                "the worker board cannot be written (%s); readiness counts this worker only",
+                error.strerror or error,
+            )
 
     def leave(self) -> None:
         (self.directory / str(self.pid)).unlink(missing_ok=True)

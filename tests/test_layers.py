@@ -22,6 +22,7 @@ SERVICE_LAYERS = {
     "service.errors": 0,
     "service.logs": 0,
     "service.metrics": 0,
+    "service.metric_files": 0,
     "service.request_record": 0,
     "service.drain": 0,
     "service.fair_pool": 0,

@@ -42,6 +42,6 @@ class HealthController(Controller):
         if server.registry.scan_problem is not None:
             raise ModelNotReady(server.registry.scan_problem)
         board = server.workers
-        if board is not None and (ready := board.ready_count()) < board.workers:
+        if board is not None and board.usable and (ready := board.ready_count()) < board.workers:
             raise ModelNotReady(f"{ready} of {board.workers} worker processes are ready")
         return {"ready": True}
