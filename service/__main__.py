@@ -16,6 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from service.http_server import HttpLimits, LimitedHttpToolsProtocol
 from service.logs import logging_config
 from service.settings import Settings
 from service.workers import share_board
@@ -104,10 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[f"SERVE_{name.upper()}"] = str(value)
     try:
         settings = Settings()
+        HttpLimits.from_settings(settings)  # the connection cap against the open-file limit
     except ValidationError as error:
         return fail(describe_invalid(error))
     except SettingsError as error:  # a list setting whose value is not JSON
         return fail(f"{error}: the value must be JSON")
+    except ValueError as error:  # the connection cap does not fit the open-file limit
+        return fail(str(error))
     if problem := device_problem(settings.device):
         return fail(problem)
     config = logging_config(settings.log_level)
@@ -122,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run(
             "service.app:serve_app",
             factory=True,
+            http=LimitedHttpToolsProtocol,  # header limits, read deadlines, connection cap
             log_config=config,
             host=settings.host,
             port=settings.port,

@@ -7,6 +7,7 @@ regression that started the server instead would fail on the timeout, not serve 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -50,6 +51,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *reasons: st
         ([], {"drain_timeout_s": "5"}, ["drain_timeout_s must be >= request_timeout_s"]),
         (["--port", "http"], {}, ["SERVE_PORT (--port): Input should be a valid integer"]),
         (["--device", "tpu"], {}, ["SERVE_DEVICE (--device): device must be auto, cpu"]),
+        ([], {"max_header_bytes": "100"}, ["SERVE_MAX_HEADER_BYTES: Input should be greater"]),
         ([], {"cors_origins": "https://a.example"}, ['field "cors_origins"', "must be JSON"]),
         (
             ["--workers", "0"],
@@ -62,6 +64,14 @@ def test_invalid_setting_is_one_line_and_exit_2(
     args: list[str], settings: dict[str, str], reasons: list[str]
 ) -> None:
     assert_one_line_error(run_cli(*args, **settings), *reasons)
+
+
+def test_connection_cap_above_the_open_file_limit_is_one_line_and_exit_2() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit to exceed")
+    result = run_cli(max_connections=str(soft))
+    assert_one_line_error(result, f"SERVE_MAX_CONNECTIONS={soft}", f"open-file limit ({soft})")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
