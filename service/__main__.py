@@ -14,7 +14,9 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from service.http_server import HttpLimits, LimitedHttpToolsProtocol
 from service.logs import logging_config
 from service.settings import Settings
 from service.workers import share_board
@@ -32,6 +34,45 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, str]:
     parser.add_argument("--workers", help="worker processes (default 1; SERVE_WORKERS)")
     args = vars(parser.parse_args(argv))
     return {name: value for name, value in args.items() if value is not None}
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """Every invalid setting in one line, each named as the user sets it."""
+    problems = []
+    for item in error.errors():
+        reason = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+        if item["loc"]:  # a model-level validator's error has no field
+            name = str(item["loc"][0])
+            flag = f" (--{name})" if name in FLAGS else ""
+            reason = f"SERVE_{name.upper()}{flag}: {reason}"
+        problems.append(reason)
+    return "; ".join(problems)
+
+
+def device_problem(device: str) -> str | None:
+    """Why a CUDA `device` cannot be used on this machine, or None.
+
+    Checked before uvicorn starts: a worker failing to load would end in a traceback."""
+    if not device.startswith("cuda"):
+        return None
+    import torch  # only for CUDA: every other path of the CLI stays quick
+
+    named = f"device {device!r} (--device, SERVE_DEVICE)"
+    _, colon, index = device.partition(":")
+    if colon and not index.isdigit():
+        return f"{named}: cuda:N needs a device number N"
+    if not torch.cuda.is_available():
+        return f"{named}: CUDA is not available on this machine; use cpu or auto"
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        return f"{named}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+    return None
+
+
+def fail(reason: str) -> int:
+    """One line on stderr and exit status 2, as argparse does for a bad flag."""
+    print(f"mlp-serve: error: {' '.join(reason.split())}", file=sys.stderr)
+    return 2
 
 
 def prepare_metrics_dir(workers: int) -> Path | None:
@@ -64,10 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[f"SERVE_{name.upper()}"] = str(value)
     try:
         settings = Settings()
+        HttpLimits.from_settings(settings)  # the connection cap against the open-file limit
     except ValidationError as error:
-        first = error.errors()[0]
-        print(f"mlp-serve: error: {first['loc'][0]}: {first['msg']}", file=sys.stderr)
-        return 2
+        return fail(describe_invalid(error))
+    except SettingsError as error:  # a list setting whose value is not JSON
+        return fail(f"{error}: the value must be JSON")
+    except ValueError as error:  # the connection cap does not fit the open-file limit
+        return fail(str(error))
+    if problem := device_problem(settings.device):
+        return fail(problem)
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
     made_metrics_dir = prepare_metrics_dir(settings.workers)
@@ -80,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run(
             "service.http.app:serve_app",
             factory=True,
+            http=LimitedHttpToolsProtocol,  # header limits, read deadlines, connection cap
             log_config=config,
             host=settings.host,
             port=settings.port,

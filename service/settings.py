@@ -76,6 +76,21 @@ class Settings(BaseSettings):
         description="staging memory of one version (max_batch_size x features)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="request line + headers, counted while read, before 431"
+    )
+    max_headers: int = Field(100, ge=1, description="header fields in one request before 431")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="from connect or the last answer to complete headers, before 408"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="longest gap between two reads of a request body before 408"
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="open connections per process before 503 (unset: open-file limit - 256)",
+    )
 
     @model_validator(mode="after")
     def _drain_outlasts_requests(self) -> Settings:
