@@ -16,7 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from service.http_server import HttpLimits, LimitedHttpToolsProtocol
+from service.http.server import HttpLimits, LimitedHttpToolsProtocol
 from service.logs import logging_config
 from service.settings import Settings
 from service.workers import share_board

@@ -1,4 +1,4 @@
-"""Header limits, read deadlines and the connection cap (service.http_server) on a real server.
+"""Header limits, read deadlines and the connection cap (service.http.server) on a real server.
 
 Clients are raw sockets, so that they can be oversized, slow or silent. Every wait is on the
 server's answer or close (a socket timeout of SOCKET_TIMEOUT_S bounds each), or on its log;
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.http_server import LimitLog
+from service.http.server import LimitLog
 from tests.conftest import BUNDLED_MODELS
 from tests.service.conftest import Server, start_server, wait_until
 
@@ -385,7 +385,7 @@ def test_the_limit_log_holds_back_lines_within_its_interval(
 ) -> None:
     now = [0.0]
     limit_log = LimitLog(interval_s=1.0, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="service.http_server"):
+    with caplog.at_level(logging.WARNING, logger="service.http.server"):
         for time_s in (0.0, 0.1, 0.5, 0.99, 1.0, 1.5, 2.2):
             now[0] = time_s
             limit_log.acted("SERVE_MAX_HEADERS", "too many", 431, "127.0.0.1:1")
