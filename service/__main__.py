@@ -16,10 +16,12 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from service.http.server import HttpLimits, LimitedHttpToolsProtocol
+from service.http.server import DrainingSupervisor, HttpLimits, LimitedHttpToolsProtocol
 from service.logs import logging_config
 from service.settings import Settings
 from service.workers import share_board
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 # CLI flag -> setting; each also comes from SERVE_<NAME> in the environment.
 FLAGS = ("host", "port", "models", "device", "workers")
@@ -97,6 +99,17 @@ def prepare_metrics_dir(workers: int) -> Path | None:
     return path if made else None
 
 
+def serve(config: uvicorn.Config) -> int:
+    """What `uvicorn.run` does, with a supervisor that passes a second SIGTERM on to the
+    workers (uvicorn's own waits for them and leaves it unhandled)."""
+    if config.workers > 1:
+        DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
+        return 0
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     overrides = parse_args(argv)
     # Workers build their app from the environment (uvicorn calls the factory with no
@@ -122,23 +135,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvicorn re-raises the SIGTERM it handled once it has shut down, under the handler found
     # at start: this one, so that a drained shutdown exits 0 rather than dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn_config = uvicorn.Config(
+        "service.http.app:serve_app",
+        factory=True,
+        http=LimitedHttpToolsProtocol,  # header limits, read deadlines, connection cap
+        log_config=config,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.drain_timeout_s,
+    )
     try:
-        uvicorn.run(
-            "service.http.app:serve_app",
-            factory=True,
-            http=LimitedHttpToolsProtocol,  # header limits, read deadlines, connection cap
-            log_config=config,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=settings.drain_timeout_s,
-        )
+        return serve(uvicorn_config)
     finally:
         if made_metrics_dir is not None:
             shutil.rmtree(made_metrics_dir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

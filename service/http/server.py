@@ -16,9 +16,11 @@ import functools
 import logging
 import math
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import httptools
@@ -26,6 +28,7 @@ import msgspec
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import Multiprocess
 
 from service.settings import Settings
 
@@ -329,3 +332,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _client(self) -> str | None:
         return f"{self.client[0]}:{self.client[1]}" if self.client else None
+
+
+class DrainingSupervisor(Multiprocess):
+    """uvicorn's supervisor of `--workers N`, passing a second SIGTERM on to the workers, so
+    that each skips the rest of its drain delay as a single server does. uvicorn's own sends
+    the first one on, then waits for the workers with the second left unhandled."""
+
+    def terminate_all(self) -> None:
+        signal.signal(signal.SIGTERM, self._terminate_again)
+        super().terminate_all()
+
+    def _terminate_again(self, sig: int, frame: FrameType | None) -> None:
+        log.info("SIGTERM again: passing it on to the workers")
+        for process in self.processes:
+            process.terminate()
