@@ -15,11 +15,11 @@ from modelrepo.card import ModelCard
 from service.codecs import kserve_v1, oip_v2, uploads
 from service.codecs.decoding import FINITE_FLOAT32
 from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import MODELS_DIR
 
 
 def card(name: str) -> ModelCard:
-    return ModelCard.model_validate_json((BUNDLED_MODELS / name / "1" / "card.json").read_text())
+    return ModelCard.model_validate_json((MODELS_DIR / name / "1" / "card.json").read_text())
 
 
 IRIS = card("iris")
