@@ -70,6 +70,15 @@ def test_v1_media_types() -> None:
         kserve_v1.check_media_type("image/png")
 
 
+def test_v2_media_types() -> None:
+    for media in ("", "application/json", "application/x-www-form-urlencoded"):
+        oip_v2.check_media_type(media, binary=False)
+    oip_v2.check_media_type("application/octet-stream", binary=True)
+    for media, binary in [("application/octet-stream", False), ("text/plain", True)]:
+        with pytest.raises(UnsupportedMediaType, match="send application/json"):
+            oip_v2.check_media_type(media, binary=binary)
+
+
 def v2_body(datatype: str, data: list) -> bytes:
     tensor = {"name": "INPUT__0", "shape": [1, 4], "datatype": datatype, "data": data}
     return json.dumps({"id": "a", "inputs": [tensor]}).encode()
