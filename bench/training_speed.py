@@ -2,8 +2,8 @@
 
     python -m bench.training_speed [--data-dir ../shared/data] [--rounds 2] [--out bench/runs]
 
-The reference is the loop the training issue names: 784-512-256-10, dropout 0.2, AdamW lr 2e-3
-with one-cycle, batch 256, 12 epochs, data in memory. Rounds alternate reference and ours, on the
+The reference is a plain PyTorch loop: 784-512-256-10, dropout 0.2, AdamW lr 2e-3 with
+one-cycle, batch 256, 12 epochs, data in memory. Rounds alternate reference and ours, on the
 same machine in one run, and the medians are compared. Writes training.{md,json} to --out
 (bench/runs/).
 """
