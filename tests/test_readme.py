@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import ROOT, copy_bundled
+from tests.conftest import MODELS_DIR, ROOT, copy_bundled
 from tests.service.conftest import Server, start_server
 
 README = (ROOT / "README.md").read_text()
@@ -318,6 +318,14 @@ def test_service_flags_listed_exist() -> None:
     listed = re.findall(r"--[a-z][a-z-]*", paragraph_with("also takes `--"))
     assert listed
     assert set(listed) <= set(re.findall(r"--[a-z][a-z-]*", help_of("service.__main__")))
+
+
+def test_training_times_are_the_ones_the_cards_record() -> None:
+    stated = re.findall(r"([\d.]+) s for (\w+)(?: v(\d+))?", paragraph_with("Each card records"))
+    assert len(stated) == 5
+    for seconds, name, version in stated:
+        card = json.loads((MODELS_DIR / name / (version or "1") / "card.json").read_text())
+        assert f"{card['training']['wall_time_s']:.1f}" == seconds, (name, version)
 
 
 # --- paths -------------------------------------------------------------------------------------
