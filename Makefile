@@ -41,7 +41,8 @@ format: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training all --strict $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# Every scenario against the ceiling, naive and LitServe (~25 min); `make bench ARGS=--quick` smoke.
+# Every scenario against the ceiling, naive and LitServe, reported in bench/runs/ (git-ignored);
+# `make bench ARGS=--quick` is a smoke run, `ARGS="--out bench/results"` replaces the committed report.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 

@@ -7,7 +7,7 @@ core 0: the project (`python -m service`, default settings), the bare Litestar c
 (bench/ceiling.py), the naive inline server (bench/naive.py) and LitServe (bench/litserve_app.py,
 in its own venv bench/.venv-litserve, created on first use). Each round starts every server
 once, runs its scenarios (warm-up, then the measured run) and stops it; rounds alternate the
-order of the systems. Writes bench/results/bench.{md,json} and bench_{rps,p99}.png.
+order of the systems. Writes bench.{md,json} and bench_{rps,p99}.png to --out (bench/runs/).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import httpx
 from bench import report
 from bench.bodies import write_bodies
 from bench.harness import (
-    RESULTS,
     ROOT,
+    RUNS,
     RunningServer,
     free_port,
     latest_version,
@@ -211,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--device", default="cpu", help="the project's device (cpu; cuda on a GPU machine)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder (bench/runs/)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.warmup = 2, 1, 1

@@ -27,7 +27,9 @@ import uvicorn
 from bench.launch import launch
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
+# Every benchmark writes its report here (git-ignored) unless `--out` says otherwise; the
+# reports in bench/results/ are committed on purpose, with `--out bench/results`.
+RUNS = Path(__file__).parent / "runs"
 SERVER_CORE, LOAD_CORE = "0", "1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

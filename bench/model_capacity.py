@@ -7,7 +7,7 @@ staging buffer, pinned on CUDA) and keeps `--concurrency` requests of `--rows` r
 in its DynamicBatcher, so stacking, the transfers and the forward pass are all counted. Beside
 it, a bare forward loop over the same module at batch sizes 1, 64 and `--rows` (input already
 in pinned memory on CUDA, one copy in, one copy out per pass) gives the reference. Writes
-bench/results/model_capacity.{md,json}.
+model_capacity.{md,json} to --out (bench/runs/).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.harness import RESULTS, ROOT
+from bench.harness import ROOT, RUNS
 from service.loading import LoadedModel
 from service.repository import ModelRegistry
 from service.settings import Settings
@@ -125,7 +125,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.model_capacity", description=__doc__)
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--model", default="mnist")
@@ -134,8 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1024, help="rows per request")
     parser.add_argument("--concurrency", type=int, default=4, help="requests kept queued")
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     result = asyncio.run(measure(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "model_capacity.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -6,7 +6,8 @@ Starts the real server (`python -m service`) pinned to core 0 and wrk pinned to 
 copy of the bundled iris model whose config.pbtxt has batching on (as shipped) or off
 (max_batch_size 1). Reports req/s, latency percentiles, mean batch size (rows / forward passes,
 from the server's own counters) and the time from process start to ready. Rounds alternate
-the two configurations; medians are reported. Writes bench/results/serve_batching.{md,json}.
+the two configurations; medians are reported. Writes serve_batching.{md,json} to --out
+(bench/runs/).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.harness import RESULTS, ROOT, run_wrk, serve_command, start_server
+from bench.harness import ROOT, RUNS, run_wrk, serve_command, start_server
 
 BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 LUA = f"""wrk.method = "POST"
@@ -53,12 +54,17 @@ def measure(repo: Path, args: argparse.Namespace, script: Path) -> dict[str, flo
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve_batching", description=__doc__)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     runs: dict[str, list[dict[str, float]]] = {"batching on": [], "batching off": []}
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
@@ -75,8 +81,8 @@ def main() -> None:
         name: {key: statistics.median(r[key] for r in results) for key in results[0]}
         for name, results in runs.items()
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_batching.json").write_text(
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve_batching.json").write_text(
         json.dumps(
             {
                 "connections": args.connections,
@@ -101,7 +107,7 @@ def main() -> None:
         )
     ratio = medians["batching on"]["rps"] / medians["batching off"]["rps"]
     lines.append(f"\nbatching on / off: {ratio:.2f}x req/s")
-    (RESULTS / "serve_batching.md").write_text("\n".join(lines) + "\n")
+    (args.out / "serve_batching.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

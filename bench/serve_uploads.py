@@ -5,7 +5,7 @@
 Two uploads of an MNIST test digit (from the committed fixture): the 28x28 PNG itself, and a
 280x280 JPEG of it as dark ink on light paper. Raw image bodies, one image per request, the
 real server on core 0 and wrk on core 1; medians of alternating rounds. Writes
-bench/results/serve_uploads.{md,json}.
+serve_uploads.{md,json} to --out (bench/runs/).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from bench.harness import (
-    RESULTS,
     ROOT,
+    RUNS,
     lua_script,
     run_wrk,
     serve_command,
@@ -52,12 +52,17 @@ def upload_files(folder: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve_uploads", description=__doc__)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scripts = {
             name: lua_script(Path(tmp) / f"{index}.lua", path, media)
@@ -79,8 +84,8 @@ def main() -> None:
         name: {key: statistics.median(r[key] for r in results) for key in results[0]}
         for name, results in runs.items()
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_uploads.json").write_text(
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve_uploads.json").write_text(
         json.dumps({"connections": args.connections, "medians": medians, "runs": runs}, indent=2)
         + "\n"
     )
@@ -94,7 +99,7 @@ def main() -> None:
             f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} "
             f"| {m['errors']:.0f} |"
         )
-    (RESULTS / "serve_uploads.md").write_text("\n".join(lines) + "\n")
+    (args.out / "serve_uploads.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

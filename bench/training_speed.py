@@ -1,10 +1,11 @@
 """MNIST training speed: our fit and our whole CLI run vs a plain PyTorch reference loop.
 
-    python -m bench.training_speed [--data-dir ../shared/data] [--rounds 2]
+    python -m bench.training_speed [--data-dir ../shared/data] [--rounds 2] [--out bench/runs]
 
-The reference is the loop the training issue names: 784-512-256-10, dropout 0.2, AdamW lr 2e-3
-with one-cycle, batch 256, 12 epochs, data in memory. Rounds alternate reference and ours, on the
-same machine in one run, and the medians are compared. Writes bench/results/training.{md,json}.
+The reference is a plain PyTorch loop: 784-512-256-10, dropout 0.2, AdamW lr 2e-3 with
+one-cycle, batch 256, 12 epochs, data in memory. Rounds alternate reference and ours, on the
+same machine in one run, and the medians are compared. Writes training.{md,json} to --out
+(bench/runs/).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.harness import RUNS
 from training.data import default_data_dir, load_mnist
 from training.fit import fit, native_bf16
 from training.pipeline import RunOptions, build_model, measure
 from training.tasks import MNIST, DataSource
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def reference_fit(data_dir: Path) -> tuple[float, float]:
@@ -107,11 +107,16 @@ def our_cli(data_dir: Path) -> tuple[float, float]:
     return seconds, card["metrics"]["test_accuracy"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.training_speed", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     runs: dict[str, list[tuple[float, float]]] = {"reference": [], "fit": [], "cli": []}
     for _ in range(args.rounds):
         runs["reference"].append(reference_fit(args.data_dir))
@@ -129,8 +134,8 @@ def main() -> None:
         "fit_ratio": median["fit"] / median["reference"],
         "cli_ratio": median["cli"] / median["reference"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     table = "\n".join(
         [
             "| run | median s | test accuracy | vs reference |",
@@ -142,7 +147,7 @@ def main() -> None:
             ),
         ]
     )
-    (RESULTS / "training.md").write_text(table + "\n")
+    (args.out / "training.md").write_text(table + "\n")
     print(table)
 
 

@@ -44,9 +44,14 @@ DATATYPES: dict[str, np.dtype] = {
 }
 
 
+# Read as JSON, as Triton does: tritonclient sends no Content-Type, and `curl -d` always says
+# form-urlencoded (a v2 body is never a form).
+JSON_MEDIA_TYPES = {"", "application/json", "application/x-www-form-urlencoded"}
+
+
 def check_media_type(media: str, binary: bool) -> None:
-    """No Content-Type is JSON (tritonclient sends none); binary framing may say octet-stream."""
-    allowed = {"", "application/json"} | ({"application/octet-stream"} if binary else set())
+    """JSON under any of JSON_MEDIA_TYPES; binary framing may also say octet-stream."""
+    allowed = JSON_MEDIA_TYPES | ({"application/octet-stream"} if binary else set())
     if media not in allowed:
         raise UnsupportedMediaType(
             f"content type {media!r} is not supported; send "

@@ -1,5 +1,5 @@
-"""The model-side capacity benchmark, run briefly on the CPU (its GPU figures come from a device
-session): every request's rows go through the real batcher and come back."""
+"""The model-side capacity benchmark, run briefly on the CPU (its GPU figures come from a GPU
+machine): every request's rows go through the real batcher and come back."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
-from tests.conftest import BUNDLED_MODELS, ROOT
+from tests.conftest import ROOT
 from tests.service.conftest import Server, start_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,16 +69,16 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(BUNDLED_MODELS, tmp_path_factory.mktemp("demo") / "server.log")
+def server(bundled_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(bundled_repo, tmp_path_factory.mktemp("demo") / "server.log")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed_server(bundled_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = tmp_path_factory.mktemp("demo-key") / "server.log"
-    server = start_server(BUNDLED_MODELS, log_path, api_key="k")
+    server = start_server(bundled_repo, log_path, api_key="k")
     yield server
     server.stop()
 

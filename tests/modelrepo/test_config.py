@@ -14,7 +14,7 @@ from modelrepo.config import (
     read_config,
     write_config,
 )
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import MODELS_DIR
 from training.export import triton_config
 from training.tasks import TASKS
 
@@ -120,7 +120,7 @@ def test_settings_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
 
 
 def test_bundled_configs_are_read() -> None:
-    config = read_config(BUNDLED_MODELS / "iris" / "config.pbtxt")
+    config = read_config(MODELS_DIR / "iris" / "config.pbtxt")
     assert config is not None
     assert config.max_batch_size == 256
     assert batching_of(config, 1, 1.0).max_batch_size == 256

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.launch import complete_lines, launch, terminate
-from tests.conftest import BUNDLED_MODELS, ROOT
+from tests.conftest import ROOT, copy_bundled
 from tests.service.fixture_models import Gate, build_test_repository
 
 STARTUP_TIMEOUT_S = 120
@@ -84,8 +84,8 @@ def closed_gate(gate: Gate) -> Iterator[Gate]:
 
 @pytest.fixture(scope="session")
 def test_repo(tmp_path_factory: pytest.TempPathFactory, gate: Gate) -> Path:
-    root = tmp_path_factory.mktemp("repo") / "models"
-    build_test_repository(root, BUNDLED_MODELS, gate)
+    root = copy_bundled(tmp_path_factory.mktemp("repo") / "models")
+    build_test_repository(root, gate)
     return root
 
 

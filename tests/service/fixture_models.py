@@ -132,11 +132,9 @@ def write_gated_model(root: Path, gate: Gate, max_batch_size: int) -> None:
     write_scripted(root / "gated" / "1", GatedModel(str(gate.path)), GATED_FEATURES, GATED_CLASSES)
 
 
-def build_test_repository(root: Path, bundled: Path, gate: Gate) -> None:
-    """The bundled models, the gated model and three broken ones (each broken differently)."""
-    for model_dir in bundled.iterdir():
-        if model_dir.is_dir():
-            shutil.copytree(model_dir, root / model_dir.name)
+def build_test_repository(root: Path, gate: Gate) -> None:
+    """Beside the bundled models in `root` (iris among them): the gated model and three broken
+    ones, each broken differently."""
     write_gated_model(root, gate, max_batch_size=8)
 
     def broken(name: str) -> Path:

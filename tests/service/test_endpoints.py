@@ -75,7 +75,8 @@ def test_v1_predict_mnist_with_a_real_digit(http) -> None:  # type: ignore[no-un
 def test_v2_server_metadata_and_health(http) -> None:  # type: ignore[no-untyped-def]
     meta = http.get("/v2").json()
     assert meta["name"] == "mlp-serve"
-    assert "binary_tensor_data" in meta["extensions"]
+    assert meta["extensions"] == ["binary_tensor_data", "model_repository"]  # both tested
+    assert http.post("/v2/repository/index").status_code == 200
     assert http.get("/v2/health/live").status_code == 200
     assert http.get("/v2/health/ready").status_code == 200
 
@@ -133,13 +134,22 @@ def test_v2_integer_datatypes_are_converted(http) -> None:  # type: ignore[no-un
     assert "id" not in response.json()
 
 
-def test_v2_infer_without_content_type_is_json(http) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("media", "path"),
+    [
+        ("", "/v2/models/iris/infer"),  # tritonclient
+        ("application/x-www-form-urlencoded", "/v2/models/iris/infer"),  # `curl -d`
+        ("application/x-www-form-urlencoded", "/v2/models/iris/versions/1/infer"),
+    ],
+)
+def test_v2_infer_reads_these_bodies_as_json(http, media: str, path: str) -> None:  # type: ignore[no-untyped-def]
     body = (
         b'{"inputs": [{"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32", '
         b'"data": [5.1, 3.5, 1.4, 0.2]}]}'
     )
-    response = http.post("/v2/models/iris/infer", content=body, headers={"content-type": ""})
-    assert response.status_code == 200
+    response = http.post(path, content=body, headers={"content-type": media})
+    assert response.status_code == 200, response.text
+    assert np.argmax(response.json()["outputs"][0]["data"]) == 0
 
 
 def test_v2_binary_tensor_data_both_ways(http) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import Server, start_server, wait_until
 from tests.service.fixture_models import Gate, write_gated_model
 
@@ -39,8 +39,7 @@ def index(http: httpx.Client) -> dict[tuple[str, str], tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, Gate]]:
-    root = tmp_path_factory.mktemp("lifecycle") / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    root = copy_bundled(tmp_path_factory.mktemp("lifecycle") / "models", "iris")
     gate = Gate(tmp_path_factory.mktemp("gate") / "gate.bin")
     write_gated_model(root, gate, max_batch_size=4)
     server = start_server(root, tmp_path_factory.mktemp("log") / "server.log")
@@ -149,16 +148,14 @@ def test_tritonclient_drives_the_repository(lifecycle) -> None:  # type: ignore[
 
 
 def test_polling_picks_up_new_and_removed_models(tmp_path: Path) -> None:
-    root = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    root = copy_bundled(tmp_path / "models", "iris")
     server = start_server(root, tmp_path / "server.log", poll_interval_s="0.1")
     try:
         with server.client() as http:
             add_version(root, root / "iris" / "1", "iris", 2)
             wait_until(lambda: ("iris", "2") in index(http), "the poll to load version 2")
             assert http.post("/v1/models/iris:predict", json=IRIS).json()["model_version"] == "2"
-            staging = root / ".binary"
-            shutil.copytree(BUNDLED_MODELS / "binary", staging)
+            staging = copy_bundled(tmp_path / "staging", "binary") / "binary"
             staging.rename(root / "binary")
             wait_until(lambda: http.get("/v1/models/binary").status_code == 200, "a new model")
             shutil.rmtree(root / "binary")

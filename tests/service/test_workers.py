@@ -15,7 +15,6 @@ from service.http.app import create_app
 from service.http.state import app_services
 from service.settings import Settings
 from service.workers import BOARD_VARIABLE, LOADING, READY, WorkerBoard
-from tests.conftest import BUNDLED_MODELS
 from tests.service.conftest import start_server, wait_until
 
 OK_REQUESTS = (
@@ -25,9 +24,11 @@ OK_REQUESTS = (
 ROWS = 'mlp_serve_inference_rows_total{model="iris",version="1"}'
 
 
-def test_two_workers_serve_with_the_settings_from_the_environment(tmp_path: Path) -> None:
+def test_two_workers_serve_with_the_settings_from_the_environment(
+    bundled_repo: Path, tmp_path: Path
+) -> None:
     server = start_server(
-        BUNDLED_MODELS, tmp_path / "server.log", workers="2", max_rows_per_request="3"
+        bundled_repo, tmp_path / "server.log", workers="2", max_rows_per_request="3"
     )
     try:
         # start_server returns at the first ready answer; readiness counts every worker's
@@ -97,10 +98,10 @@ def test_a_worker_board_file_that_is_not_a_live_workers_is_ignored(tmp_path: Pat
 
 
 def test_readiness_answers_503_until_every_worker_on_the_board_is_ready(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bundled_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(BOARD_VARIABLE, str(tmp_path / "board"))
-    app = create_app(Settings(models=BUNDLED_MODELS, device="cpu", workers=2))
+    app = create_app(Settings(models=bundled_repo, device="cpu", workers=2))
     other_process = second_process()
     try:
         other = WorkerBoard(tmp_path / "board", workers=2, pid=other_process.pid)

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from modelrepo import torchscript as jit
 from modelrepo.card import ModelCard
-from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, TINY_BUDGET, run_training
+from tests.conftest import MNIST_FIXTURE, TINY_BUDGET, run_training
 from training.__main__ import main, parse_args
 
 TASK_NAMES = ["binary", "iris", "mnist", "regression"]
@@ -97,9 +97,11 @@ def test_tiny_repository_is_servable_by_triton(tiny_repo: Path, name: str) -> No
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
-def test_bundled_repository_is_servable_by_triton_and_passes_its_bars(name: str) -> None:
-    _check_repository(BUNDLED_MODELS, name)
-    card = load_card(BUNDLED_MODELS / name / "1")
+def test_bundled_repository_is_servable_by_triton_and_passes_its_bars(
+    bundled_repo: Path, name: str
+) -> None:
+    _check_repository(bundled_repo, name)
+    card = load_card(bundled_repo / name / "1")
     assert all(bar.passed for bar in card.bars), card.bars
 
 

@@ -13,7 +13,8 @@ from service.http.state import services
 
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = version("mlp-serve")
-EXTENSIONS = ["binary_tensor_data"]
+# Triton's names for the extensions served: /v2/repository/* and Inference-Header-Content-Length.
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 class HealthController(Controller):

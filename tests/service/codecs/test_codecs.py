@@ -15,11 +15,11 @@ from modelrepo.card import ModelCard
 from service.codecs import kserve_v1, oip_v2, uploads
 from service.codecs.decoding import FINITE_FLOAT32
 from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import MODELS_DIR
 
 
 def card(name: str) -> ModelCard:
-    return ModelCard.model_validate_json((BUNDLED_MODELS / name / "1" / "card.json").read_text())
+    return ModelCard.model_validate_json((MODELS_DIR / name / "1" / "card.json").read_text())
 
 
 IRIS = card("iris")
@@ -68,6 +68,15 @@ def test_v1_media_types() -> None:
     kserve_v1.check_media_type("application/json")
     with pytest.raises(UnsupportedMediaType, match="images go to :predict-image"):
         kserve_v1.check_media_type("image/png")
+
+
+def test_v2_media_types() -> None:
+    for media in ("", "application/json", "application/x-www-form-urlencoded"):
+        oip_v2.check_media_type(media, binary=False)
+    oip_v2.check_media_type("application/octet-stream", binary=True)
+    for media, binary in [("application/octet-stream", False), ("text/plain", True)]:
+        with pytest.raises(UnsupportedMediaType, match="send application/json"):
+            oip_v2.check_media_type(media, binary=binary)
 
 
 def v2_body(datatype: str, data: list) -> bytes:

@@ -36,12 +36,10 @@ from service.codecs.images import (
     stroke_width,
     to_rgba_array,
 )
-from tests.conftest import BUNDLED_MODELS, MNIST_FIXTURE, ROOT
+from tests.conftest import BUNDLED_VERSIONS, MNIST_FIXTURE, MODELS_DIR, ROOT
 
 UPLOADS = ROOT / "tests" / "fixtures" / "uploads"
-MNIST_VERSIONS = sorted(
-    int(p.name) for p in (BUNDLED_MODELS / "mnist").iterdir() if p.name.isdigit()
-)
+MNIST_VERSIONS = [int(version) for version in BUNDLED_VERSIONS["mnist"]]
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
@@ -205,7 +203,7 @@ def read_idx(name: str) -> np.ndarray:
 
 
 def predict(rows: np.ndarray, version: int) -> np.ndarray:
-    model = jit.load(BUNDLED_MODELS / "mnist" / str(version) / "model.pt")
+    model = jit.load(MODELS_DIR / "mnist" / str(version) / "model.pt")
     with torch.inference_mode():
         return model(torch.from_numpy(rows)).argmax(dim=1).numpy()
 

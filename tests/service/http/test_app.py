@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service.__main__ import main as serve_main
 from service.http.app import create_app
 from service.settings import Settings
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import wait_ready
 from tests.service.fixture_models import Gate, write_gated_model
 
@@ -21,8 +21,7 @@ from tests.service.fixture_models import Gate, write_gated_model
 def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
     gate = Gate(tmp_path / "gate.bin")
     gate.close()  # warm-up of the gated model will wait here
-    root = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    root = copy_bundled(tmp_path / "models", "iris")
     write_gated_model(root, gate, max_batch_size=4)
     app = create_app(Settings(models=root, device="cpu"))
     try:
@@ -57,8 +56,7 @@ def test_empty_repository_serves_nothing_but_is_alive(tmp_path: Path) -> None:
 def test_highest_version_is_the_default_and_all_are_addressable(tmp_path: Path) -> None:
     import json
 
-    root = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    root = copy_bundled(tmp_path / "models", "iris")
     shutil.copytree(root / "iris" / "1", root / "iris" / "3")
     card = json.loads((root / "iris" / "3" / "card.json").read_text())
     card["version"] = 3
@@ -75,8 +73,7 @@ def test_highest_version_is_the_default_and_all_are_addressable(tmp_path: Path) 
 
 
 def test_card_that_lies_about_its_place_is_not_loaded(tmp_path: Path) -> None:
-    root = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris")
+    root = copy_bundled(tmp_path / "models", "iris")
     shutil.move(root / "iris" / "1", root / "iris" / "2")
     with TestClient(create_app(Settings(models=root, device="cpu"))) as client:
         wait_ready(client)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from litestar.testing import TestClient
 
 from service.http.app import create_app
 from service.settings import Settings
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import wait_ready
 
 KEY = "s3cret-key"
@@ -29,7 +28,8 @@ OPEN = ["/v2", "/v2/health/live", "/v2/health/ready", "/schema/openapi.json", "/
 
 def client_for(tmp_path: Path, **settings: object) -> TestClient:
     root = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS / "iris", root / "iris", dirs_exist_ok=True)
+    if not root.is_dir():  # a second client in the same test serves the same copy
+        copy_bundled(root, "iris")
     return TestClient(create_app(Settings(models=root, device="cpu", **settings)))
 
 
