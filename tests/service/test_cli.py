@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import BUNDLED_MODELS, ROOT
+from tests.conftest import MODELS_DIR, ROOT
 
 CLI_TIMEOUT_S = 120
 
@@ -24,7 +24,7 @@ def run_cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env.update({f"SERVE_{name.upper()}": value for name, value in settings.items()})
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     return subprocess.run(
-        [*command, "--models", str(BUNDLED_MODELS), *args],
+        [*command, "--models", str(MODELS_DIR), *args],
         capture_output=True,
         check=False,
         text=True,

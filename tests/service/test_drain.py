@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import start_server, wait_until
 from tests.service.fixture_models import Gate, write_gated_model
 
@@ -71,7 +71,8 @@ def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> No
 def test_a_second_sigterm_ends_the_delay_with_two_workers(tmp_path: Path) -> None:
     """The supervisor passes the second signal on: both workers skip the rest of a delay
     that would otherwise outlast the wait below by far."""
-    server = start_server(BUNDLED_MODELS, tmp_path / "server.log", workers="2", drain_delay_s="600")
+    models = copy_bundled(tmp_path / "models", "iris")
+    server = start_server(models, tmp_path / "server.log", workers="2", drain_delay_s="600")
     try:
         server.process.send_signal(signal.SIGTERM)
         wait_until(lambda: server.log().count("SIGTERM: draining") == 2, "both workers draining")

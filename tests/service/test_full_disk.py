@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import start_server
 
 IRIS_ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -38,7 +38,8 @@ def test_a_full_metrics_disk_stops_metrics_not_inference(
     small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(small_disk))
-    server = start_server(BUNDLED_MODELS, tmp_path / "server.log", workers="2")
+    models = copy_bundled(tmp_path / "models", "iris")
+    server = start_server(models, tmp_path / "server.log", workers="2")
     try:
         with server.client() as http:
             answers = [http.post("/v1/models/iris:predict", json=IRIS_ROW) for _ in range(40)]

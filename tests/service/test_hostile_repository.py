@@ -21,7 +21,7 @@ from modelrepo import torchscript
 from modelrepo.config import BatchingConfig
 from modelrepo.layout import sha256_of
 from service.loading import LoadPolicy, load_version
-from tests.conftest import BUNDLED_MODELS, ROOT
+from tests.conftest import MODELS_DIR, ROOT
 from tests.service.conftest import Server, start_server, wait_until
 
 IRIS_ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -54,8 +54,8 @@ class Sneaky(nn.Module):
 def copy_iris(root: Path, name: str = "iris") -> Path:
     """iris/1 and its config under another name, card renamed to match."""
     target = root / name
-    shutil.copytree(BUNDLED_MODELS / "iris" / "1", target / "1")
-    shutil.copy(BUNDLED_MODELS / "iris" / "config.pbtxt", target / "config.pbtxt")
+    shutil.copytree(MODELS_DIR / "iris" / "1", target / "1")
+    shutil.copy(MODELS_DIR / "iris" / "config.pbtxt", target / "config.pbtxt")
     card = json.loads((target / "1" / "card.json").read_text())
     card["name"] = name
     (target / "1" / "card.json").write_text(json.dumps(card))

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from service.http.server import LimitLog
-from tests.conftest import BUNDLED_MODELS
+from tests.conftest import copy_bundled
 from tests.service.conftest import Server, start_server, wait_until
 
 SOCKET_TIMEOUT_S = 30
@@ -35,9 +35,12 @@ LIVE = b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log_path = tmp_path_factory.mktemp("limited") / "server.log"
+    directory = tmp_path_factory.mktemp("limited")
     server = start_server(
-        BUNDLED_MODELS, log_path, header_timeout_s=TIMEOUT_S, body_timeout_s=TIMEOUT_S
+        copy_bundled(directory / "models", "iris"),
+        directory / "server.log",
+        header_timeout_s=TIMEOUT_S,
+        body_timeout_s=TIMEOUT_S,
     )
     yield server
     server.stop()
@@ -331,7 +334,10 @@ CAP = 8
 
 def test_connections_past_the_cap_get_503_until_one_closes(tmp_path: Path) -> None:
     server = start_server(
-        BUNDLED_MODELS, tmp_path / "server.log", max_connections=str(CAP), header_timeout_s="60"
+        copy_bundled(tmp_path / "models", "iris"),
+        tmp_path / "server.log",
+        max_connections=str(CAP),
+        header_timeout_s="60",
     )
     held: list[Connection] = []
     try:
@@ -369,7 +375,9 @@ def live_status(server: Server) -> int:
 
 
 def test_every_worker_enforces_the_limits(tmp_path: Path) -> None:
-    server = start_server(BUNDLED_MODELS, tmp_path / "server.log", workers="2")
+    server = start_server(
+        copy_bundled(tmp_path / "models", "iris"), tmp_path / "server.log", workers="2"
+    )
     try:
         for _ in range(8):  # connections land on either worker
             connection = Connection(server)
