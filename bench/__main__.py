@@ -45,7 +45,7 @@ from bench.serve_batching import make_repo
 LITSERVE_VENV = Path(__file__).parent / ".venv-litserve"
 LITSERVE_PACKAGES = ["litserve", "torch==2.14.1", "numpy"]
 # SERVE_DRAIN_DELAY_S only shortens the stop (readiness 503 for 5 s after SIGTERM by default).
-PROJECT_ENV = {"SERVE_DRAIN_DELAY_S": "0"}
+PROJECT_ENV = {"SERVE_DRAIN_DELAY_S": "0", "SERVE_GRPC_PORT": "0"}  # HTTP alone, as before
 # A run that fails (wrk's error, the server gone) is reported, and the bench goes on.
 RUN_ERRORS = (subprocess.CalledProcessError, ValueError, OSError, httpx.HTTPError, KeyError)
 SERVERS = ("project", "project-unbatched", "ceiling", "naive", "litserve")

@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 
 from modelrepo.card import ModelCard
-from modelrepo.config import BatchingConfig
+from modelrepo.config import BatchingConfig, ModelConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, sha256_of
 from service.batching import DynamicBatcher, summarize
 from service.runtime import TorchScriptRuntime
@@ -57,6 +57,32 @@ class LoadedModel:
     @property
     def version(self) -> int:
         return self.card.version
+
+    def config(self) -> ModelConfig:
+        """The configuration this version is served with, as Triton's ModelConfig: its
+        tensors from the card, its batching as honoured (config.pbtxt, else the settings)."""
+        return ModelConfig(
+            name=self.name,
+            platform=self.runtime.platform,
+            max_batch_size=self.batching.max_batch_size,
+            input=[
+                {
+                    "name": self.card.input.name,
+                    "data_type": f"TYPE_{self.card.input.datatype}",
+                    "dims": [self.card.input.features],
+                }
+            ],
+            output=[
+                {
+                    "name": self.card.output.name,
+                    "data_type": f"TYPE_{self.card.output.datatype}",
+                    "dims": [self.card.output.width],
+                }
+            ],
+            dynamic_batching={
+                "max_queue_delay_microseconds": round(self.batching.max_queue_delay_s * 1e6)
+            },
+        )
 
 
 def load_version(

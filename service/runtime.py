@@ -23,6 +23,8 @@ class OutputMismatch(Exception):
 class TorchScriptRuntime:
     """A TorchScript module with a preallocated staging buffer for its batches."""
 
+    platform = "pytorch_libtorch"  # Triton's name for what serves this model file
+
     def __init__(
         self, module: torch.jit.ScriptModule, device: torch.device, max_rows: int, features: int
     ) -> None:

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port (0: no gRPC)")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     models: Path = Field(Path("models"), description="model repository root")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N")

@@ -20,6 +20,7 @@ PACKAGES = ("modelrepo", "service", "training")
 SERVICE_LAYERS = {
     "service.settings": 0,
     "service.errors": 0,
+    "service.api_key": 0,
     "service.logs": 0,
     "service.metrics": 0,
     "service.metric_files": 0,
@@ -32,7 +33,9 @@ SERVICE_LAYERS = {
     "service.loading": 3,
     "service.repository": 3,
     "service.codecs": 4,
+    "service.services": 4,
     "service.http": 5,
+    "service.grpc": 5,
     "service.__main__": 6,
 }
 TRANSPORT = SERVICE_LAYERS["service.http"]

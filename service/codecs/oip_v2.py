@@ -106,38 +106,56 @@ def decode_request(
 
 
 def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
-    dtype = DATATYPES.get(tensor.datatype)
-    if dtype is None:
-        raise InvalidInput(
-            f"datatype {tensor.datatype!r} is not supported; use one of {', '.join(DATATYPES)}"
-        )
-    features = card.input.features
-    if len(tensor.shape) != 2 or tensor.shape[1] != features or tensor.shape[0] < 0:
-        raise InvalidInput(f"{card.name} expects shape [N, {features}]; got {tensor.shape}")
-    check_row_count(tensor.shape[0], card, max_rows)
-    count = math.prod(tensor.shape)
+    dtype = tensor_dtype(tensor.datatype)
+    count = check_shape(tensor.shape, card, max_rows)
     binary_size = tensor.parameters.get("binary_data_size")
     if binary_size is not None:
-        values = _binary_values(binary, binary_size, dtype, count)
+        if not isinstance(binary_size, int) or binary_size != len(binary):
+            raise MalformedRequest(
+                f"binary_data_size {binary_size} does not match the {len(binary)} bytes after "
+                "the JSON header"
+            )
+        values = raw_values(binary, dtype, count)
     else:
         values = _json_values(tensor, dtype, count)
         if values.dtype == np.float32:  # FP32 JSON: cast and checked finite already
             return values.reshape(tensor.shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        rows = values.astype(np.float32, copy=False).reshape(tensor.shape)
-    return check_finite(rows)
+    return float32_rows(values, tensor.shape)
 
 
-def _binary_values(binary: bytes, size: object, dtype: np.dtype, count: int) -> np.ndarray:
-    if not isinstance(size, int) or size != len(binary):
-        raise MalformedRequest(
-            f"binary_data_size {size} does not match the {len(binary)} bytes after the JSON header"
-        )
-    if size != count * dtype.itemsize:
+def tensor_dtype(datatype: str) -> np.dtype:
+    """The numpy type of an OIP datatype this server accepts as input."""
+    dtype = DATATYPES.get(datatype)
+    if dtype is None:
         raise InvalidInput(
-            f"binary data has {size} bytes; shape and datatype need {count * dtype.itemsize}"
+            f"datatype {datatype!r} is not supported; use one of {', '.join(DATATYPES)}"
         )
-    return np.frombuffer(binary, dtype=dtype)
+    return dtype
+
+
+def check_shape(shape: list[int], card: ModelCard, max_rows: int) -> int:
+    """[N, features] with N within the row limit; returns the number of values."""
+    features = card.input.features
+    if len(shape) != 2 or shape[1] != features or shape[0] < 0:
+        raise InvalidInput(f"{card.name} expects shape [N, {features}]; got {list(shape)}")
+    check_row_count(shape[0], card, max_rows)
+    return math.prod(shape)
+
+
+def raw_values(raw: bytes, dtype: np.dtype, count: int) -> np.ndarray:
+    """A tensor's raw little-endian bytes (binary extension, gRPC raw contents)."""
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"binary data has {len(raw)} bytes; shape and datatype need {count * dtype.itemsize}"
+        )
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def float32_rows(values: np.ndarray, shape: list[int]) -> np.ndarray:
+    """Values of any accepted datatype as the model's float32 rows, every one finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = values.astype(np.float32, copy=False).reshape(shape)
+    return check_finite(rows)
 
 
 def _json_values(tensor: V2RequestTensor, dtype: np.dtype, count: int) -> np.ndarray:
@@ -151,10 +169,10 @@ def _json_values(tensor: V2RequestTensor, dtype: np.dtype, count: int) -> np.nda
         raise InvalidInput(f"shape {tensor.shape} needs {count} values; data has {values.size}")
     if values.ndim > 1 and list(values.shape) != tensor.shape:
         raise InvalidInput(f"nested data has shape {list(values.shape)}, not {tensor.shape}")
-    return _as_datatype(values, tensor.datatype, dtype).reshape(-1)
+    return as_datatype(values, tensor.datatype, dtype).reshape(-1)
 
 
-def _as_datatype(values: np.ndarray, datatype: str, dtype: np.dtype) -> np.ndarray:
+def as_datatype(values: np.ndarray, datatype: str, dtype: np.dtype) -> np.ndarray:
     """JSON values must be of the declared datatype's kind and in its range; floating-point
     ones come back cast to it (integers and booleans as they are)."""
     kind = values.dtype.kind

@@ -17,19 +17,21 @@ from litestar.openapi import OpenAPIConfig
 from service import metrics
 from service.codecs.uploads import ImagePreparer
 from service.drain import Drain
+from service.grpc.server import start_grpc
 from service.http.access_log import AccessLog
 from service.http.auth import require_api_key
 from service.http.errors import exception_handlers
 from service.http.head import HeadAsGet
 from service.http.routes.demo import demo_page, static_files
-from service.http.routes.health import SERVER_VERSION, HealthController
+from service.http.routes.health import HealthController
 from service.http.routes.metrics import prometheus_metrics
 from service.http.routes.openapi import union_answers_as_any_of
 from service.http.routes.repository import RepositoryController
 from service.http.routes.v1 import V1Controller
 from service.http.routes.v2 import V2ModelController
-from service.http.state import STATE_KEY, Services, app_services
+from service.http.state import STATE_KEY, app_services
 from service.repository import ModelRegistry
+from service.services import SERVER_VERSION, Services
 from service.settings import Settings
 from service.workers import LOADING, READY, worker_board
 
@@ -102,9 +104,12 @@ async def serve_lifespan(app: Litestar) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(load_models(parts), name="load-models")]
     if parts.settings.poll_interval_s > 0:
         tasks.append(asyncio.create_task(poll_repository(parts), name="poll-repository"))
+    grpc_server = await start_grpc(parts) if parts.settings.grpc_port else None
     try:
         yield
     finally:
+        if grpc_server is not None:  # in-flight calls finish while the batchers still run
+            await grpc_server.stop(parts.settings.drain_timeout_s)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

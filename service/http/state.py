@@ -1,30 +1,13 @@
-"""What the routes share, reached one way: `services(connection)`."""
+"""How the HTTP routes reach the server's parts, one way: `services(connection)`."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.connection import ASGIConnection
 
-from service.codecs.uploads import ImagePreparer
-from service.drain import Drain
-from service.repository import ModelRegistry
-from service.settings import Settings
-from service.workers import WorkerBoard
+from service.services import Services
 
 STATE_KEY = "services"
-
-
-@dataclass(frozen=True)
-class Services:
-    """The server's long-lived parts, built once by `create_app`."""
-
-    settings: Settings
-    registry: ModelRegistry
-    images: ImagePreparer
-    drain: Drain
-    workers: WorkerBoard | None
 
 
 def services(connection: ASGIConnection) -> Services:

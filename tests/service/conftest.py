@@ -56,6 +56,7 @@ def start_server(models: Path, log_path: Path, **settings: str) -> Server:
     The port is 0 (the kernel picks a free one at bind time) and read back from the server's
     log, as the benchmarks start it (`bench.launch`)."""
     settings.setdefault("drain_delay_s", "0")  # tests that drain set their own delay
+    settings.setdefault("grpc_port", "0")  # gRPC's own tests ask for it
     env = {**os.environ, **{f"SERVE_{k.upper()}": v for k, v in settings.items()}}
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     process, base_url = launch(

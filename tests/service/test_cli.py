@@ -21,7 +21,7 @@ CLI_TIMEOUT_S = 120
 
 def run_cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("SERVE_")}
-    env.update({f"SERVE_{name.upper()}": value for name, value in settings.items()})
+    env.update({"SERVE_GRPC_PORT": "0"} | {f"SERVE_{k.upper()}": v for k, v in settings.items()})
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     return subprocess.run(
         [*command, "--models", str(MODELS_DIR), *args],

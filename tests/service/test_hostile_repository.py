@@ -210,7 +210,7 @@ def test_readiness_says_why_when_the_repository_cannot_be_read(tmp_path: Path) -
     """As root no permission makes a directory unreadable, but a path longer than the file
     system takes makes its listing fail all the same."""
     root = tmp_path / "/".join(["d" * 250] * 20)
-    env = {**os.environ, "SERVE_DRAIN_DELAY_S": "0"}
+    env = {**os.environ, "SERVE_DRAIN_DELAY_S": "0", "SERVE_GRPC_PORT": "0"}
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     process, base_url = launch(
         [*command, "--models", str(root), "--device", "cpu"],

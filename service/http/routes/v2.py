@@ -3,11 +3,14 @@ readiness and inference, each for the default version and for an explicit one.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
 from service.codecs import oip_v2
+from service.codecs.model_config import model_config_json
 from service.codecs.schemas import (
     TensorMetadata,
     V2InferRequest,
@@ -22,7 +25,6 @@ from service.http.state import services
 from service.repository import ModelRegistry
 from service.request_record import note_model
 
-PLATFORM = "pytorch_libtorch"
 HEADER_LENGTH_KEY = oip_v2.HEADER_LENGTH.lower().encode()
 INFER_DOC = with_json_body(
     V2InferRequest,
@@ -70,6 +72,16 @@ class V2ModelController(Controller):
         return model_metadata(services(request).registry, name, version)
 
     @get(
+        ["/config", "/versions/{version:str}/config"],
+        summary="Model configuration (Triton's ModelConfig as JSON)",
+        responses=errors(404, 503),
+    )
+    async def config(
+        self, request: Request, name: FromPath[str], version: FromPath[str | None] = None
+    ) -> dict[str, Any]:
+        return model_config_json(services(request).registry.get(name, version).config())
+
+    @get(
         ["/ready", "/versions/{version:str}/ready"],
         summary="Model readiness",
         responses=errors(404, 503),
@@ -111,11 +123,12 @@ class V2ModelController(Controller):
 
 
 def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V2ModelMetadata:
-    card = registry.get(name, version).card
+    model = registry.get(name, version)
+    card = model.card
     return V2ModelMetadata(
         name=name,
         versions=[str(v) for v in sorted(registry.entry(name).loaded)],
-        platform=PLATFORM,
+        platform=model.runtime.platform,
         inputs=[TensorMetadata(card.input.name, card.input.datatype, card.input.shape)],
         outputs=[TensorMetadata(card.output.name, card.output.datatype, card.output.shape)],
     )
