@@ -59,12 +59,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SERVE_HOST=0.0.0.0 \
     SERVE_PORT=8000 \
+    SERVE_GRPC_PORT=8001 \
     SERVE_MODELS=/app/models \
     SERVE_DEVICE=auto
 
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 
 # No curl in the slim image: the standard library asks readiness (2xx once every model is warm;
 # 503 while loading and while draining after SIGTERM).

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import MODELS_DIR, ROOT, copy_bundled
-from tests.service.conftest import Server, start_server
+from tests.service.conftest import Server, start_with_grpc
 
 README = (ROOT / "README.md").read_text()
 README_ADDRESS = "localhost:8000"
@@ -118,6 +118,7 @@ def examples() -> list[Example]:
     return found
 
 
+README_GRPC_ADDRESS = "localhost:8001"
 EXAMPLES = examples()
 REQUESTS = [e for e in EXAMPLES if e.kind == "python" or e.text.startswith("curl ")]
 
@@ -129,7 +130,8 @@ REQUESTS = [e for e in EXAMPLES if e.kind == "python" or e.text.startswith("curl
 def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server `make serve` starts, on a copy of the bundled models."""
     root = copy_bundled(tmp_path_factory.mktemp("readme") / "models")
-    server = start_server(root, tmp_path_factory.mktemp("readme-log") / "server.log")
+    log = tmp_path_factory.mktemp("readme-log") / "server.log"
+    server = start_with_grpc(root, log)
     yield server
     assert server.stop() == 0
 
@@ -179,6 +181,7 @@ def check_labels(example: Example, body: str) -> None:
 
 def run_python(example: Example, server: Server) -> str:
     code = example.text.replace(README_ADDRESS, server.base_url.removeprefix("http://"))
+    code = code.replace(README_GRPC_ADDRESS, server.grpc_address)
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )

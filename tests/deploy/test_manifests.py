@@ -130,9 +130,10 @@ def test_runs_as_a_non_root_user() -> None:
     assert user not in ("root", "0", "")
 
 
-def test_exposes_the_service_port() -> None:
-    assert last(IMAGE_STAGE, "EXPOSE").arguments.split() == ["8000"]
+def test_exposes_the_service_ports() -> None:
+    assert last(IMAGE_STAGE, "EXPOSE").arguments.split() == ["8000", "8001"]
     assert IMAGE_ENV["SERVE_PORT"] == "8000"
+    assert IMAGE_ENV["SERVE_GRPC_PORT"] == "8001"
 
 
 def test_command_serves_every_interface_on_8000() -> None:
@@ -379,6 +380,10 @@ def test_service_autoscaler_and_budget_select_the_pods(rendered: list[Resource])
     assert service["spec"]["selector"].items() <= pod_labels.items()
     target = service["spec"]["ports"][0]["targetPort"]
     assert probe_port(container, {"httpGet": {"port": target}}) == 8000
+    grpc = {port["name"]: port for port in service["spec"]["ports"]}["grpc"]
+    assert probe_port(container, {"httpGet": {"port": grpc["targetPort"]}}) == int(
+        env_of(container)["SERVE_GRPC_PORT"]
+    )
 
     budget = find(rendered, "PodDisruptionBudget")
     assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ class Server:
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_address: str = ""  # host:port, for a server started with gRPC
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -67,6 +69,29 @@ def start_server(models: Path, log_path: Path, **settings: str) -> Server:
         timeout_s=STARTUP_TIMEOUT_S,
     )
     return Server(base_url, process, log_path)
+
+
+def free_port() -> int:
+    """A port free now. For gRPC only: the server binds it without SO_REUSEPORT, so a port
+    taken meanwhile makes it exit at start, and `start_with_grpc` tries another."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_with_grpc(models: Path, log_path: Path, **settings: str) -> Server:
+    """`start_server` with the gRPC service on too (its address in `grpc_address`)."""
+    error = RuntimeError("no free port")
+    for _ in range(3):
+        port = free_port()
+        try:
+            server = start_server(models, log_path, grpc_port=str(port), **settings)
+        except RuntimeError as failed:
+            error = failed
+            continue
+        server.grpc_address = f"127.0.0.1:{port}"
+        return server
+    raise error
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,37 +18,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.service.conftest import Server, start_server, wait_until
+from tests.service.conftest import Server, start_with_grpc, wait_until
 
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]], dtype=np.float32)
-
-
-def free_port() -> int:
-    """A port free now; the server binds it without SO_REUSEPORT, so a port taken meanwhile
-    makes it exit at start, and `start_with_grpc` tries another."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_with_grpc(models: Path, log_path: Path, **settings: str) -> tuple[Server, str]:
-    for _ in range(3):
-        port = free_port()
-        try:
-            return start_server(
-                models, log_path, grpc_port=str(port), **settings
-            ), f"127.0.0.1:{port}"
-        except RuntimeError as error:
-            last = error
-    raise last
 
 
 @pytest.fixture(scope="module")
 def grpc_server(
     test_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, str]]:
-    server, url = start_with_grpc(test_repo, tmp_path_factory.mktemp("grpc") / "server.log")
-    yield server, url
+    server = start_with_grpc(test_repo, tmp_path_factory.mktemp("grpc") / "server.log")
+    yield server, server.grpc_address
     server.stop()
 
 
@@ -260,7 +239,8 @@ def test_grpc_requests_are_counted_and_logged(
 
 
 def test_the_api_key_as_metadata(test_repo: Path, tmp_path: Path) -> None:
-    server, url = start_with_grpc(test_repo, tmp_path / "server.log", api_key="s3cret")
+    server = start_with_grpc(test_repo, tmp_path / "server.log", api_key="s3cret")
+    url = server.grpc_address
     try:
         with triton.InferenceServerClient(url) as client:
             assert client.is_server_live()  # health and server metadata need no key, as on HTTP
@@ -280,7 +260,8 @@ def test_the_api_key_as_metadata(test_repo: Path, tmp_path: Path) -> None:
 
 
 def test_drain_turns_health_not_serving_at_once(test_repo: Path, tmp_path: Path) -> None:
-    server, url = start_with_grpc(test_repo, tmp_path / "server.log", drain_delay_s="600")
+    server = start_with_grpc(test_repo, tmp_path / "server.log", drain_delay_s="600")
+    url = server.grpc_address
     try:
         with grpc.insecure_channel(url) as channel:
             health = health_pb2_grpc.HealthStub(channel)
