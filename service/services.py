@@ -15,8 +15,9 @@ from service.workers import WorkerBoard
 
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = version("mlp-serve")
-# Triton's names for the extensions served: the repository API and binary tensors (HTTP).
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# Triton's names for the extensions served: binary tensors (HTTP), the repository API, and
+# the top-k classification of an output.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from modelrepo.card import ModelCard
+from service.codecs import classification
 from service.codecs.answer import Answer, json_answer
 from service.codecs.decoding import check_finite, check_row_count, client_errors, decode_json
 from service.codecs.schemas import (
@@ -68,6 +69,7 @@ class V2Payload:
     rows: np.ndarray
     binary_output: bool
     timeout_s: float
+    class_count: int = 0  # the classification extension's top k (0: the output tensor)
 
 
 def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -101,7 +103,11 @@ def decode_request(
     tensor = request.inputs[0]
     rows = _v2_rows(tensor, binary, card, max_rows)
     return V2Payload(
-        request, rows, _wants_binary_output(request, card), request_timeout(request, timeout_s)
+        request,
+        rows,
+        _wants_binary_output(request, card),
+        request_timeout(request, timeout_s),
+        _class_count(request, card),
     )
 
 
@@ -210,6 +216,15 @@ def _wants_binary_output(request: V2InferRequest, card: ModelCard) -> bool:
     return bool(request.parameters.get("binary_data_output", False))
 
 
+def _class_count(request: V2InferRequest, card: ModelCard) -> int:
+    for output in request.outputs or []:
+        if classification.PARAMETER in output.parameters:
+            return classification.check_class_count(
+                output.parameters[classification.PARAMETER], card
+            )
+    return 0
+
+
 def request_timeout(request: V2InferRequest, server_timeout_s: float) -> float:
     """The `timeout` parameter (microseconds, as in Triton), capped by the server's own."""
     timeout_us = request.parameters.get("timeout")
@@ -222,6 +237,8 @@ def request_timeout(request: V2InferRequest, server_timeout_s: float) -> float:
 
 def encode_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> Answer:
     """The output tensor as JSON data, or as raw bytes after the JSON header when asked."""
+    if payload.class_count:
+        return _classification_answer(card, payload, outputs)
     spec = card.output
     shape = list(outputs.shape)
     if not payload.binary_output:
@@ -230,12 +247,27 @@ def encode_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> A
         )
         return json_answer(_response(card, payload, tensor))
     raw = outputs.astype("<f4", copy=False).tobytes()
-    tensor = V2ResponseTensor(
-        name=spec.name,
-        datatype=spec.datatype,
-        shape=shape,
-        parameters={"binary_data_size": len(raw)},
-    )
+    tensor = V2ResponseTensor(name=spec.name, datatype=spec.datatype, shape=shape)
+    return _binary_answer(card, payload, tensor, raw)
+
+
+def _classification_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> Answer:
+    rows = classification.top_classes(card, outputs, payload.class_count)
+    shape = [len(rows), payload.class_count]
+    name = card.output.name
+    if not payload.binary_output:
+        flat = [text for row in rows for text in row]
+        tensor = V2ResponseTensor(name=name, datatype="BYTES", shape=shape, data=flat)
+        return json_answer(_response(card, payload, tensor))
+    tensor = V2ResponseTensor(name=name, datatype="BYTES", shape=shape)
+    return _binary_answer(card, payload, tensor, classification.serialize_bytes(rows))
+
+
+def _binary_answer(
+    card: ModelCard, payload: V2Payload, tensor: V2ResponseTensor, raw: bytes
+) -> Answer:
+    """The binary tensor data extension: the JSON header, then the tensor's raw bytes."""
+    tensor.parameters = {"binary_data_size": len(raw)}
     header = msgspec.json.encode(_response(card, payload, tensor))
     return Answer(
         header + raw,

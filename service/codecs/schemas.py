@@ -167,7 +167,7 @@ class V2ResponseTensor(Struct, omit_defaults=True):
     name: str
     datatype: str
     shape: list[int]
-    data: list[float] | None = None
+    data: list[float | str] | None = None  # strings: the classification extension
     parameters: dict[str, Any] | None = None
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from modelrepo.card import ModelCard
+from service.codecs import classification
 from service.codecs.decoding import client_errors
 from service.codecs.oip_v2 import (
     as_datatype,
@@ -45,6 +46,7 @@ CONTENTS_FIELD = {
 class GrpcPayload:
     rows: np.ndarray
     timeout_s: float
+    class_count: int = 0  # the classification extension's top k (0: the output tensor)
 
 
 @client_errors
@@ -58,12 +60,16 @@ def decode_request(
         raise InvalidInput(
             f"{card.name} takes exactly one input named {card.input.name!r}; got {given}"
         )
+    class_count = 0
     for output in request.outputs:
         if output.name != card.output.name:
             raise InvalidInput(
                 f"{card.name} has one output, {card.output.name!r}; "
                 f"got a request for {output.name!r}"
             )
+        if classification.PARAMETER in output.parameters:
+            asked = output.parameters[classification.PARAMETER].int64_param
+            class_count = classification.check_class_count(asked, card)
     tensor = request.inputs[0]
     dtype = tensor_dtype(tensor.datatype)
     shape = list(tensor.shape)
@@ -72,7 +78,8 @@ def decode_request(
         values = raw_values(request.raw_input_contents[0], dtype, count)
     else:
         values = typed_values(tensor, dtype, count)
-    return GrpcPayload(float32_rows(values, shape), request_timeout(request, timeout_s))
+    rows = float32_rows(values, shape)
+    return GrpcPayload(rows, request_timeout(request, timeout_s), class_count)
 
 
 def typed_values(
@@ -97,15 +104,26 @@ def request_timeout(request: service_pb2.ModelInferRequest, server_timeout_s: fl
 
 
 def encode_response(
-    card: ModelCard, request: service_pb2.ModelInferRequest, outputs: np.ndarray
+    card: ModelCard,
+    request: service_pb2.ModelInferRequest,
+    payload: GrpcPayload,
+    outputs: np.ndarray,
 ) -> service_pb2.ModelInferResponse:
+    """The output tensor as raw FP32, or the top k classes as a raw BYTES tensor."""
+    if payload.class_count:
+        rows = classification.top_classes(card, outputs, payload.class_count)
+        datatype, shape = "BYTES", [len(rows), payload.class_count]
+        raw = classification.serialize_bytes(rows)
+    else:
+        datatype, shape = card.output.datatype, list(outputs.shape)
+        raw = outputs.astype("<f4", copy=False).tobytes()
     tensor = service_pb2.ModelInferResponse.InferOutputTensor(
-        name=card.output.name, datatype=card.output.datatype, shape=list(outputs.shape)
+        name=card.output.name, datatype=datatype, shape=shape
     )
     return service_pb2.ModelInferResponse(
         model_name=card.name,
         model_version=str(card.version),
         id=request.id,
         outputs=[tensor],
-        raw_output_contents=[outputs.astype("<f4", copy=False).tobytes()],
+        raw_output_contents=[raw],
     )

@@ -167,7 +167,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         if model.batcher is None:
             raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
         outputs = await model.batcher.infer(payload.rows, payload.timeout_s)
-        return triton_grpc.encode_response(model.card, request, outputs)
+        return triton_grpc.encode_response(model.card, request, payload, outputs)
 
     async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
         await context.abort(

@@ -298,3 +298,42 @@ def test_http_model_config_is_the_grpc_one(
     assert over_http["max_batch_size"] == 256
     as_message = json_format.ParseDict(over_http, triton.model_config_pb2.ModelConfig())
     assert json_format.MessageToDict(as_message, preserving_proto_field_name=True) == over_grpc
+
+
+def top_two(scores: np.ndarray, names: list[str]) -> list[list[bytes]]:
+    order = np.argsort(-scores, axis=1)[:, :2]
+    return [
+        [f"{row[i]:f}:{i}:{names[i]}".encode() for i in indices]
+        for row, indices in zip(scores, order, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_classification_over_http(grpc_server: tuple[Server, str], binary: bool) -> None:
+    import tritonclient.http as triton_http
+
+    http_url = grpc_server[0].base_url.removeprefix("http://")
+    with triton_http.InferenceServerClient(http_url) as client:
+        x = triton_http.InferInput("INPUT__0", [2, 4], "FP32")
+        x.set_data_from_numpy(IRIS)
+        plain = client.infer("iris", [x]).as_numpy("OUTPUT__0")
+        wanted = triton_http.InferRequestedOutput("OUTPUT__0", binary_data=binary, class_count=2)
+        classes = client.infer("iris", [x], outputs=[wanted]).as_numpy("OUTPUT__0")
+    assert classes.shape == (2, 2)
+    names = ["setosa", "versicolor", "virginica"]
+    assert [[c if isinstance(c, bytes) else c.encode() for c in row] for row in classes] == (
+        top_two(plain, names)
+    )
+
+
+def test_classification_over_grpc(client: triton.InferenceServerClient) -> None:
+    plain = client.infer("iris", [iris_input()]).as_numpy("OUTPUT__0")
+    wanted = triton.InferRequestedOutput("OUTPUT__0", class_count=2)
+    classes = client.infer("iris", [iris_input()], outputs=[wanted]).as_numpy("OUTPUT__0")
+    assert classes.tolist() == top_two(plain, ["setosa", "versicolor", "virginica"])
+    with pytest.raises(InferenceServerException, match="has 3 classes"):
+        client.infer(
+            "iris",
+            [iris_input()],
+            outputs=[triton.InferRequestedOutput("OUTPUT__0", class_count=4)],
+        )
