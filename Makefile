@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PERF_ANALYZER := $(VENV)/tools/perf_analyzer/perf_analyzer
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # MNIST in torchvision's layout (MNIST/raw/); empty means $$MLP_SERVE_DATA_DIR or the user cache.
@@ -22,13 +23,23 @@ serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --models models
 
 # tests/demo drives Debian's chromium (/usr/bin/chromium) headless; installed only when missing.
-test: $(STAMP)
+test: $(STAMP) $(PERF_ANALYZER)
 	@test -x /usr/bin/chromium || { \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
 		elif command -v sudo >/dev/null; then sudo=sudo; \
 		else echo "chromium is missing: install it as root (apt-get install chromium)" >&2; exit 1; fi; \
 		$$sudo apt-get update && $$sudo apt-get install -y chromium; }
 	$(BIN)/python -m pytest
+
+# Triton's perf_analyzer (tests/service/test_perf_analyzer.py, the bench): from the
+# tritonclient 2.41.0 and CUDA runtime wheels, and Debian's libb64-0d, installed when missing.
+$(PERF_ANALYZER): | $(STAMP)
+	@test -e /usr/lib/x86_64-linux-gnu/libb64.so.0d || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
+		elif command -v sudo >/dev/null; then sudo=sudo; \
+		else echo "libb64-0d is missing: install it as root (apt-get install libb64-0d)" >&2; exit 1; fi; \
+		$$sudo apt-get update && $$sudo apt-get install -y libb64-0d; }
+	$(BIN)/python -m bench.perf_analyzer install $(dir $(PERF_ANALYZER))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,8 +54,9 @@ train: $(STAMP)
 
 # Every scenario against the ceiling, naive and LitServe, reported in bench/runs/ (git-ignored);
 # `make bench ARGS=--quick` is a smoke run, `ARGS="--out bench/results"` replaces the committed report.
-bench: $(STAMP)
+bench: $(STAMP) $(PERF_ANALYZER)
 	$(BIN)/python -m bench $(ARGS)
+	$(BIN)/python -m bench.perf_analyzer sweep $(dir $(PERF_ANALYZER))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
