@@ -132,13 +132,26 @@ def sweep(binary: Path, out: Path, requests: int) -> list[dict[str, object]]:
     return rows
 
 
-def main() -> None:
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".venv" / "tools" / "perf_analyzer"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["install", "sweep"])
-    parser.add_argument("directory", type=Path, help="install: where; sweep: the binary's")
+    parser.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_DIR,
+        help=f"where perf_analyzer is (or goes); default {DEFAULT_DIR}",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "runs")
     parser.add_argument("--requests", type=int, default=2000, help="per measurement window")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.command == "install":
         print(install(args.directory))
         return
