@@ -43,6 +43,25 @@ class BatchObserver(Protocol):
     def request_served(self, batch_rows: int) -> None: ...
 
 
+class Observers:
+    """Several observers as the one a batcher calls."""
+
+    def __init__(self, *observers: BatchObserver) -> None:
+        self.observers = observers
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
+        for observer in self.observers:
+            observer.batch_done(rows, compute_s, waits_s)
+
+    def queue_changed(self, depth: int) -> None:
+        for observer in self.observers:
+            observer.queue_changed(depth)
+
+    def request_served(self, batch_rows: int) -> None:
+        for observer in self.observers:
+            observer.request_served(batch_rows)
+
+
 class _Pending:
     """One queue entry: a block of rows and the future its outputs resolve."""
 

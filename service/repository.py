@@ -16,8 +16,8 @@ from modelrepo import layout
 from modelrepo.config import BatchingConfig, batching_of, read_config
 from modelrepo.layout import CONFIG_FILE
 from modelrepo.torchscript import resolve_device
-from service import metrics
-from service.batching import DynamicBatcher, summarize
+from service import metrics, statistics
+from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import ModelNotFound, ModelNotReady
 from service.loading import (
     LoadedModel,
@@ -242,7 +242,10 @@ class ModelRegistry:
                 max_batch_size=model.batching.max_batch_size,
                 max_queue_delay_s=model.batching.max_queue_delay_s,
                 max_queue_size=self.settings.max_queue_size,
-                observer=metrics.for_version(model.name, model.version),
+                observer=Observers(
+                    metrics.for_version(model.name, model.version),
+                    statistics.for_version(model.name, model.version),
+                ),
             )
             model.batcher.start()
             metrics.set_ready(model.name, model.version, True)
@@ -330,6 +333,17 @@ class ModelRegistry:
             return layout.versions(self.root / name)
         except OSError:
             return []
+
+    def statistics(self, name: str = "", version: str | None = None) -> list[dict]:
+        """Triton's statistics of one version, every loaded version of a model, or (no name)
+        of every model."""
+        if name:
+            versions = [self.get(name, version)] if version else self.entry(name).loaded.values()
+        else:
+            self._require_loaded()
+            versions = [m for e in self.entries.values() for m in e.loaded.values()]
+        models = sorted(versions, key=lambda m: (m.name, m.version))
+        return [statistics.for_version(m.name, m.version).as_json() for m in models]
 
     # polling -----------------------------------------------------------------------------
 

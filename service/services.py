@@ -15,9 +15,9 @@ from service.workers import WorkerBoard
 
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = version("mlp-serve")
-# Triton's names for the extensions served: binary tensors (HTTP), the repository API, and
-# the top-k classification of an output.
-EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+# Triton's names for the extensions served: binary tensors (HTTP), the top-k classification of
+# an output, the repository API, and per-model statistics.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ SERVICE_LAYERS = {
     "service.api_key": 0,
     "service.logs": 0,
     "service.metrics": 0,
+    "service.statistics": 0,
     "service.metric_files": 0,
     "service.request_record": 0,
     "service.drain": 0,

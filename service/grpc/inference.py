@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import json_format
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from service import metrics
+from service import metrics, statistics
 from service.api_key import check_key, presented_key
 from service.codecs import triton_grpc
 from service.errors import ModelLoadFailed, ModelNotReady, ServeError
@@ -81,6 +82,7 @@ def metadata_key(context: grpc.aio.ServicerContext) -> str | None:
 def observe(record: RequestRecord, name: str, status: int, elapsed_s: float) -> None:
     if record.endpoint and record.model and record.version is not None:
         metrics.request_done(record.endpoint, record.model, record.version, status, elapsed_s)
+        statistics.request_done(record.model, record.version, status, elapsed_s)
     if not log.isEnabledFor(logging.INFO):
         return
     line = json_line("info", log.name, "request", time.time())
@@ -168,6 +170,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
         outputs = await model.batcher.infer(payload.rows, payload.timeout_s)
         return triton_grpc.encode_response(model.card, request, payload, outputs)
+
+    @rpc(guarded=True)
+    async def ModelStatistics(
+        self, request: service_pb2.ModelStatisticsRequest, context: Any
+    ) -> service_pb2.ModelStatisticsResponse:
+        found = self.services.registry.statistics(request.name, request.version or None)
+        return json_format.ParseDict({"model_stats": found}, service_pb2.ModelStatisticsResponse())
 
     async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
         await context.abort(

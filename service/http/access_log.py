@@ -18,7 +18,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from service import metrics, statistics
 from service.logs import BatchedLines, json_line
 from service.request_record import RequestRecord, open_record
 
@@ -78,6 +78,7 @@ class AccessLog:
             elapsed = time.perf_counter() - began
             if record.endpoint and record.model and record.version is not None:
                 metrics.request_done(record.endpoint, record.model, record.version, status, elapsed)
+                statistics.request_done(record.model, record.version, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 self.lines.write(access_line(record, request_id, scope, status, elapsed))
 

@@ -28,7 +28,7 @@ from service.http.routes.metrics import prometheus_metrics
 from service.http.routes.openapi import union_answers_as_any_of
 from service.http.routes.repository import RepositoryController
 from service.http.routes.v1 import V1Controller
-from service.http.routes.v2 import V2ModelController
+from service.http.routes.v2 import V2ModelController, V2StatisticsController
 from service.http.state import STATE_KEY, app_services
 from service.repository import ModelRegistry
 from service.services import SERVER_VERSION, Services
@@ -87,7 +87,12 @@ def model_routes(settings: Settings) -> Router:
     at all otherwise: a guard costs every request a handler copy)."""
     return Router(
         path="/",
-        route_handlers=[V1Controller, V2ModelController, RepositoryController],
+        route_handlers=[
+            V1Controller,
+            V2StatisticsController,
+            V2ModelController,
+            RepositoryController,
+        ],
         guards=[require_api_key] if settings.api_key is not None else [],
     )
 

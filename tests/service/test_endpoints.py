@@ -75,7 +75,12 @@ def test_v1_predict_mnist_with_a_real_digit(http) -> None:  # type: ignore[no-un
 def test_v2_server_metadata_and_health(http) -> None:  # type: ignore[no-untyped-def]
     meta = http.get("/v2").json()
     assert meta["name"] == "mlp-serve"
-    assert meta["extensions"] == ["binary_tensor_data", "classification", "model_repository"]
+    assert meta["extensions"] == [
+        "binary_tensor_data",
+        "classification",
+        "model_repository",
+        "statistics",
+    ]
     assert http.post("/v2/repository/index").status_code == 200
     assert http.get("/v2/health/live").status_code == 200
     assert http.get("/v2/health/ready").status_code == 200

@@ -61,6 +61,17 @@ INFER_ANSWER = success(
 )
 
 
+class V2StatisticsController(Controller):
+    """Triton's statistics extension for every model (`/v2/models/stats`)."""
+
+    path = "/v2/models/stats"
+    tags = ["Open Inference Protocol v2"]
+
+    @get("/", summary="Statistics of every model version (Triton's statistics extension)")
+    async def every_model(self, request: Request) -> dict[str, Any]:
+        return {"model_stats": services(request).registry.statistics()}
+
+
 class V2ModelController(Controller):
     path = "/v2/models/{name:str}"
     tags = ["Open Inference Protocol v2"]
@@ -80,6 +91,16 @@ class V2ModelController(Controller):
         self, request: Request, name: FromPath[str], version: FromPath[str | None] = None
     ) -> dict[str, Any]:
         return model_config_json(services(request).registry.get(name, version).config())
+
+    @get(
+        ["/stats", "/versions/{version:str}/stats"],
+        summary="Statistics of the model's versions (Triton's statistics extension)",
+        responses=errors(404, 503),
+    )
+    async def stats(
+        self, request: Request, name: FromPath[str], version: FromPath[str | None] = None
+    ) -> dict[str, Any]:
+        return {"model_stats": services(request).registry.statistics(name, version)}
 
     @get(
         ["/ready", "/versions/{version:str}/ready"],

@@ -337,3 +337,34 @@ def test_classification_over_grpc(client: triton.InferenceServerClient) -> None:
             [iris_input()],
             outputs=[triton.InferRequestedOutput("OUTPUT__0", class_count=4)],
         )
+
+
+def test_statistics_over_http_and_grpc(
+    client: triton.InferenceServerClient, grpc_server: tuple[Server, str]
+) -> None:
+    import tritonclient.http as triton_http
+
+    http_url = grpc_server[0].base_url.removeprefix("http://")
+    with triton_http.InferenceServerClient(http_url) as http_client:
+        before = http_client.get_inference_statistics("regression")["model_stats"][0]
+        x = triton_http.InferInput("INPUT__0", [3, 500], "FP32")
+        x.set_data_from_numpy(np.zeros((3, 500), np.float32))
+        http_client.infer("regression", [x])
+        bad = triton_http.InferInput("INPUT__0", [1, 500], "FP32")
+        bad.set_data_from_numpy(np.full((1, 500), np.nan, np.float32))
+        with pytest.raises(InferenceServerException):
+            http_client.infer("regression", [bad])
+        after = http_client.get_inference_statistics("regression", "1")["model_stats"][0]
+        every = http_client.get_inference_statistics()["model_stats"]
+    assert (after["name"], after["version"]) == ("regression", "1")
+    assert after["inference_count"] == before["inference_count"] + 3
+    assert after["execution_count"] == before["execution_count"] + 1
+    stats, was = after["inference_stats"], before["inference_stats"]
+    assert stats["success"]["count"] == was["success"]["count"] + 1
+    assert stats["fail"]["count"] == was["fail"]["count"] + 1
+    assert stats["queue"]["count"] == was["queue"]["count"] + 1
+    assert stats["success"]["ns"] > was["success"]["ns"]
+    assert any(batch["batch_size"] == 3 for batch in after["batch_stats"])
+    assert {(s["name"], s["version"]) for s in every} >= {("iris", "1"), ("regression", "1")}
+    over_grpc = client.get_inference_statistics("regression", as_json=True)["model_stats"][0]
+    assert int(over_grpc["inference_count"]) == after["inference_count"]
