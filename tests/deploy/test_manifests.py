@@ -506,3 +506,22 @@ def test_every_serve_variable_is_a_setting() -> None:
     assert sorted(n for n in names if n.startswith("SERVE_") and n not in settings) == []
     assert {"SERVE_DRAIN_DELAY_S", "SERVE_DRAIN_TIMEOUT_S", "SERVE_API_KEY"} <= names
     assert {key for key in IMAGE_ENV if key.startswith("SERVE_")} <= settings
+
+
+def test_the_grpc_serving_runtime_names_its_one_port_h2c() -> None:
+    """Knative routes HTTP/2 only to a port named h2c, and one port per container."""
+    [runtime] = load_documents(KSERVE / "servingruntime-grpc.yaml")
+    assert runtime["spec"]["protocolVersions"] == ["grpc-v2"]
+    container = runtime["spec"]["containers"][0]
+    [port] = container["ports"]
+    assert port["name"] == "h2c"
+    assert port["containerPort"] == int(env_of(container)["SERVE_GRPC_PORT"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": port["containerPort"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kserve-grpc-container-check"},
+        "spec": {"containers": [container]},
+    }
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
