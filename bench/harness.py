@@ -53,6 +53,16 @@ def serve_reference(app: Any, description: str) -> None:
     )
 
 
+def load_arguments(prog: str, description: str | None, connections: int) -> argparse.ArgumentParser:
+    """The options every wrk-driven side benchmark takes: load, length, rounds, report folder."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
+    return parser
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

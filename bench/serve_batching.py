@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.harness import ROOT, RUNS, run_wrk, serve_command, start_server
+from bench.harness import ROOT, load_arguments, run_wrk, serve_command, start_server
 
 BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 LUA = f"""wrk.method = "POST"
@@ -55,12 +55,7 @@ def measure(repo: Path, args: argparse.Namespace, script: Path) -> dict[str, flo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.serve_batching", description=__doc__)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
-    return parser.parse_args(argv)
+    return load_arguments("python -m bench.serve_batching", __doc__, 64).parse_args(argv)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from bench.harness import (
     ROOT,
-    RUNS,
+    load_arguments,
     lua_script,
     run_wrk,
     serve_command,
@@ -53,12 +53,7 @@ def upload_files(folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.serve_uploads", description=__doc__)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RUNS, help="report folder")
-    return parser.parse_args(argv)
+    return load_arguments("python -m bench.serve_uploads", __doc__, 16).parse_args(argv)
 
 
 def main() -> None:
