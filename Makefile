@@ -9,7 +9,7 @@ PORT ?= 8000
 # MNIST in torchvision's layout (MNIST/raw/); empty means $$MLP_SERVE_DATA_DIR or the user cache.
 DATA_DIR ?= $(firstword $(wildcard ../shared/data))
 
-.PHONY: serve test lint format train bench clean
+.PHONY: serve test lint format train bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,5 +58,13 @@ bench: $(STAMP) $(PERF_ANALYZER)
 	$(BIN)/python -m bench $(ARGS)
 	$(BIN)/python -m bench.perf_analyzer sweep $(dir $(PERF_ANALYZER))
 
+# Mutation testing (minutes; not in CI): [tool.mutmut] in pyproject.toml names the modules and
+# their tests; `$(BIN)/mutmut results` lists the survivors, `$(BIN)/mutmut show NAME` one diff.
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children 2
+	@$(BIN)/mutmut results --all true | awk -F': ' '{ split($$1, at, ".x"); m = at[1]; \
+		gsub(/^ +/, "", m); n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++ } \
+		END { for (m in n) printf "%-28s %4d/%4d killed  %5.1f%%\n", m, k[m], n[m], 100 * k[m] / n[m] }' | sort
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache mutants

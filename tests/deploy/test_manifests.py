@@ -159,7 +159,8 @@ def test_healthcheck_asks_the_server_with_python() -> None:
     assert "wget" not in healthcheck
     command = exec_form(Instruction("CMD", healthcheck.partition("CMD ")[2]))
     assert command[:2] == ["python", "-c"]
-    assert LIVE in command[2] or READY in command[2]
+    assert READY in command[2]  # unhealthy while loading and draining, as the comment says
+    assert LIVE not in command[2]
     compile(command[2], "<healthcheck>", "exec")  # a syntax error would mark it unhealthy forever
 
 

@@ -137,6 +137,22 @@ def test_partial_batch_waits_for_more_within_the_delay() -> None:
     run(scenario)
 
 
+def test_partial_batch_is_cut_once_the_oldest_row_has_waited_the_delay() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=4, max_queue_delay_s=0.05) as batcher:
+            # Two rows of four and nothing else coming: the delay ends and they run as one.
+            first = asyncio.create_task(batcher.infer(rows(1), 700))
+            await until_queued(batcher, 1)
+            second = asyncio.create_task(batcher.infer(rows(2), 700))
+            results = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+            assert [r[0, 0] for r in results] == [2.0, 4.0]
+            assert model.batches == [2]
+
+    run(scenario)
+
+
 def test_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
     model = Model()
 

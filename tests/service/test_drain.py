@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -66,6 +67,35 @@ def test_sigterm_drains_every_accepted_request_and_exits_0(tmp_path: Path) -> No
         raise AssertionError("the listener is still open after exit")
     except httpx.TransportError:
         pass
+
+
+def test_drain_timeout_bounds_a_request_that_never_ends(tmp_path: Path) -> None:
+    """A request whose body stops coming (its own timeout 10 minutes off) is cut at
+    SERVE_DRAIN_TIMEOUT_S: the process exits 0 instead of waiting for it."""
+    models = copy_bundled(tmp_path / "models", "iris")
+    server = start_server(
+        models,
+        tmp_path / "server.log",
+        request_timeout_s="1",
+        drain_timeout_s="1",
+        body_timeout_s="600",
+    )
+    host, port = server.base_url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port))) as stalled:
+            stalled.sendall(
+                b"POST /v1/models/iris:predict HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                b'{"instances": '
+            )
+            # Answered after the loop has read the stalled request's head, sent before it.
+            with server.client(headers={"Connection": "close"}) as probe:
+                assert probe.get("/v2/health/live").status_code == 200
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=60) == 0
+    finally:
+        server.stop()
+    assert "timeout graceful shutdown exceeded" in server.log()
 
 
 def test_a_second_sigterm_ends_the_delay_with_two_workers(tmp_path: Path) -> None:

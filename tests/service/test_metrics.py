@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.service.conftest import Server, wait_until
+from tests.service.fixture_models import Gate
+
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+GATED = {"model": "gated", "version": "1"}
 
 
 def scrape(http: httpx.Client) -> dict[tuple[str, frozenset], float]:
@@ -20,7 +26,10 @@ def scrape(http: httpx.Client) -> dict[tuple[str, frozenset], float]:
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The series' value; a series never written fails (a gauge that reads 0 must say so)."""
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels} in /metrics"
+    return samples[key]
 
 
 def test_counters_histograms_and_gauges_move_with_requests(http: httpx.Client) -> None:
@@ -36,8 +45,8 @@ def test_counters_histograms_and_gauges_move_with_requests(http: httpx.Client) -
     assert http.post("/v2/models/iris/infer", json=v2).status_code == 200
     after = scrape(http)
 
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    def delta(name: str, **labels: str) -> float:  # a counter absent before had counted 0
+        return value(after, name, **labels) - before.get((name, frozenset(labels.items())), 0.0)
 
     ok, bad = {**iris, "endpoint": "v1/predict", "status": "200"}, {"status": "422"}
     assert delta("mlp_serve_inference_requests_total", **ok) == 2
@@ -56,6 +65,32 @@ def test_counters_histograms_and_gauges_move_with_requests(http: httpx.Client) -
     assert value(after, "mlp_serve_inference_queue_depth", **iris) == 0
     assert value(after, "mlp_serve_model_ready", **iris) == 1
     assert value(after, "mlp_serve_model_ready", model="corrupt", version="1") == 0
+
+
+def test_queue_depth_rises_while_the_model_holds_its_batch(
+    server: Server, http: httpx.Client, closed_gate: Gate
+) -> None:
+    """The gauge operators autoscale on: rows waiting behind a busy model, back to 0 after."""
+    closed_gate.close()
+    entries = closed_gate.entries
+    with ThreadPoolExecutor(max_workers=4) as pool, server.client() as other:
+
+        def predict(value: float) -> int:
+            body = {"instances": [[value] * 4]}
+            return other.post("/v1/models/gated:predict", json=body).status_code
+
+        try:
+            holding = pool.submit(predict, 1.0)
+            wait_until(lambda: closed_gate.entries > entries, "a batch inside the gated model")
+            waiting = [pool.submit(predict, 2.0) for _ in range(3)]
+            wait_until(
+                lambda: value(scrape(http), "mlp_serve_inference_queue_depth", **GATED) == 3,
+                "three rows queued behind the held batch",
+            )
+        finally:
+            closed_gate.open()
+        assert [f.result() for f in (holding, *waiting)] == [200] * 4
+    assert value(scrape(http), "mlp_serve_inference_queue_depth", **GATED) == 0
 
 
 def test_process_metrics_of_the_client_library(http: httpx.Client) -> None:

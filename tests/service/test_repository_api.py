@@ -72,21 +72,53 @@ def test_a_new_version_is_loaded_verified_and_takes_the_traffic(lifecycle) -> No
         assert answer.json()["model_version"] == "2"  # the serving version stays in place
 
 
-def test_unload_and_load_again(lifecycle) -> None:  # type: ignore[no-untyped-def]
-    server, _, _ = lifecycle
+@pytest.fixture
+def iris_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """A server of its own over iris alone, for tests that change what it serves."""
+    root = copy_bundled(tmp_path / "models", "iris")
+    server = start_server(root, tmp_path / "server.log")
+    yield server, root
+    assert server.stop() == 0
+
+
+def iris_stats(http: httpx.Client) -> dict[str, int]:
+    return http.get("/v1/models/iris").json()["stats"]["1"]
+
+
+def test_reload_keeps_an_unchanged_version_and_serves_on_after_a_failure(iris_server) -> None:  # type: ignore[no-untyped-def]
+    server, root = iris_server
+    with server.client() as http:
+        for _ in range(3):
+            assert http.post("/v1/models/iris:predict", json=IRIS).status_code == 200
+        served = iris_stats(http)["rows_inferred"]
+        assert served >= 3
+        assert http.post("/v2/repository/models/iris/load").status_code == 200
+        assert iris_stats(http)["rows_inferred"] == served  # the same instance, not a reload
+
+        (root / "iris" / "1" / "model.pt").write_bytes(b"not the model the card hashed")
+        failed = http.post("/v2/repository/models/iris/load")
+        assert failed.status_code == 400
+        assert "versions serving: 1" in failed.json()["error"]
+        answer = http.post("/v1/models/iris:predict", json=IRIS)
+        assert answer.status_code == 200  # the instance that works goes on serving
+        assert answer.json()["model_version"] == "1"
+        assert iris_stats(http)["rows_inferred"] == served + 1
+
+
+def test_unload_and_load_again(iris_server) -> None:  # type: ignore[no-untyped-def]
+    server, _ = iris_server
     with server.client() as http:
         assert http.post("/v2/repository/models/iris/unload").status_code == 200
         gone = http.post("/v1/models/iris:predict", json=IRIS)
         assert gone.status_code == 404
         assert "/v2/repository/models/iris/load" in gone.json()["error"]
         assert index(http)[("iris", "1")] == ("UNAVAILABLE", "unloaded")
-        assert http.post("/v2/repository/index", json={"ready": True}).json()
         ready_names = {
             row["name"] for row in http.post("/v2/repository/index", json={"ready": True}).json()
         }
         assert "iris" not in ready_names
         assert http.post("/v2/repository/models/iris/unload").status_code == 200  # idempotent
-        assert http.post("/v2/repository/models/iris/load").status_code in (200, 400)
+        assert http.post("/v2/repository/models/iris/load").status_code == 200
         assert http.post("/v1/models/iris:predict", json=IRIS).status_code == 200
         assert http.post("/v2/repository/models/nothing/load").status_code == 404
 

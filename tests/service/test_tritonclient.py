@@ -44,6 +44,40 @@ def test_infer(client, binary: bool) -> None:  # type: ignore[no-untyped-def]
     assert result.get_response()["id"] == "abc"
 
 
+# Values every datatype holds exactly (BOOL its own), so each answer must be the FP32 answer.
+WHOLE_ROWS = np.array([[5, 3, 1, 0], [6, 3, 4, 1], [7, 3, 5, 2]], np.float32)
+BOOL_ROWS = np.array([[1, 0, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]], np.float32)
+NUMPY_TYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+
+
+def infer_iris(client, rows: np.ndarray, datatype: str, binary: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
+    tensor = triton.InferInput("INPUT__0", list(rows.shape), datatype)
+    tensor.set_data_from_numpy(rows.astype(NUMPY_TYPES[datatype]), binary_data=binary)
+    result = client.infer("iris", [tensor])
+    return result.as_numpy("OUTPUT__0")
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize("datatype", NUMPY_TYPES)
+def test_every_datatype_answers_as_fp32(client, datatype: str, binary: bool) -> None:  # type: ignore[no-untyped-def]
+    rows = BOOL_ROWS if datatype == "BOOL" else WHOLE_ROWS
+    expected = infer_iris(client, rows, "FP32", binary=False)
+    assert np.array_equal(infer_iris(client, rows, datatype, binary), expected)
+
+
 def test_infer_with_default_outputs_and_version(client) -> None:  # type: ignore[no-untyped-def]
     tensor = triton.InferInput("INPUT__0", list(IRIS.shape), "FP32")
     tensor.set_data_from_numpy(IRIS)

@@ -5,7 +5,9 @@ No server and no framework: what a gRPC transport will call is what the HTTP rou
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import msgspec
 import numpy as np
@@ -15,7 +17,7 @@ from modelrepo.card import ModelCard
 from service.codecs import kserve_v1, oip_v2, uploads
 from service.codecs.decoding import FINITE_FLOAT32
 from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from tests.conftest import MODELS_DIR
+from tests.conftest import MODELS_DIR, ROOT
 
 
 def card(name: str) -> ModelCard:
@@ -147,3 +149,34 @@ def test_upload_boundary(content_type: str, boundary: str | None) -> None:
 def test_upload_boundary_refuses(content_type: str | None, error: type[Exception]) -> None:
     with pytest.raises(error):
         uploads.upload_boundary(content_type)
+
+
+def test_uploads_are_decoded_on_the_pool_never_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every decode of a request's files runs on the image pool's threads: a decode on the
+    event loop would stall every other request for as long as it takes."""
+    threads: list[str] = []
+    decode = uploads.images.decode
+
+    def recording(data: bytes, max_pixels: int):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return decode(data, max_pixels)
+
+    monkeypatch.setattr(uploads.images, "decode", recording)
+    digit = (ROOT / "samples" / "seven.png").read_bytes()
+    files = [uploads.Upload(None, digit), uploads.Upload("two.png", digit)]
+    preparer = uploads.ImagePreparer(2, 10**7, 10**8)
+
+    async def prepare() -> tuple[list[uploads.PreparedImage], str]:
+        prepared = await preparer.prepare(files, with_png=False, timeout_s=30)
+        return prepared, threading.current_thread().name
+
+    try:
+        prepared, loop_thread = asyncio.run(prepare())
+    finally:
+        preparer.close()
+    assert [row.row.shape for row in prepared] == [(784,), (784,)]
+    assert len(threads) == 2
+    assert loop_thread not in threads
+    assert all(name.startswith("image-") for name in threads), threads

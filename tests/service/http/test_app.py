@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from service.__main__ import main as serve_main
 from service.http.app import create_app
 from service.settings import Settings
 from tests.conftest import copy_bundled
-from tests.service.conftest import wait_ready
+from tests.service.conftest import wait_ready, wait_until
 from tests.service.fixture_models import Gate, write_gated_model
 
 
@@ -26,20 +25,21 @@ def test_ready_only_once_every_model_is_warmed_up(tmp_path: Path) -> None:
     app = create_app(Settings(models=root, device="cpu"))
     try:
         with TestClient(app) as client:
-            entered = threading.Event()
-            while gate.entries == 0:  # the warm-up pass is inside the model
-                entered.wait(0.01)
-            assert client.get("/v2/health/live").status_code == 200
-            not_ready = client.get("/v2/health/ready")
-            assert not_ready.status_code == 503
-            assert not_ready.headers["Retry-After"] == "1"
-            assert "still loading" in not_ready.json()["error"]
-            loading = client.post("/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]})
-            assert loading.status_code == 503  # not 404: the model may well exist
-            assert "still loading" in loading.json()["error"]
-            gate.open()
-            while client.get("/v2/health/ready").status_code != 200:
-                entered.wait(0.01)
+            # Leaving TestClient waits for the warm-up, so the gate opens inside it whatever fails.
+            try:
+                wait_until(lambda: gate.entries > 0, "the warm-up pass inside the model")
+                assert client.get("/v2/health/live").status_code == 200
+                not_ready = client.get("/v2/health/ready")
+                assert not_ready.status_code == 503
+                assert not_ready.headers["Retry-After"] == "1"
+                assert "still loading" in not_ready.json()["error"]
+                rows = {"instances": [[1, 2, 3, 4]]}
+                loading = client.post("/v1/models/iris:predict", json=rows)
+                assert loading.status_code == 503  # not 404: the model may well exist
+                assert "still loading" in loading.json()["error"]
+            finally:
+                gate.open()
+            wait_ready(client)
             assert client.get("/v1/models").json() == {"models": ["gated", "iris"]}
     finally:
         gate.open()

@@ -10,18 +10,29 @@ from litestar.testing import TestClient
 
 from service.http.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_bundled
+from tests.conftest import ROOT, copy_bundled
 from tests.service.conftest import wait_ready
 
 KEY = "s3cret-key"
 IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+SAMPLE_DIGIT = ROOT / "samples" / "seven.png"
 GUARDED = [
     ("GET", "/v1/models"),
     ("GET", "/v1/models/iris"),
     ("POST", "/v1/models/iris:predict"),
+    ("POST", "/v1/models/iris/versions/1:predict"),
+    ("POST", "/v1/models/mnist:predict-image"),
+    ("POST", "/v1/models/mnist/versions/2:predict-image"),
+    ("GET", "/v1/models/iris/versions/1/curves.png"),
     ("GET", "/v2/models/iris"),
+    ("GET", "/v2/models/iris/versions/1"),
     ("GET", "/v2/models/iris/ready"),
+    ("GET", "/v2/models/iris/versions/1/ready"),
     ("POST", "/v2/models/iris/infer"),
+    ("POST", "/v2/models/iris/versions/1/infer"),
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/iris/load"),
+    ("POST", "/v2/repository/models/iris/unload"),
 ]
 OPEN = ["/v2", "/v2/health/live", "/v2/health/ready", "/schema/openapi.json", "/metrics"]
 
@@ -29,7 +40,7 @@ OPEN = ["/v2", "/v2/health/live", "/v2/health/ready", "/schema/openapi.json", "/
 def client_for(tmp_path: Path, **settings: object) -> TestClient:
     root = tmp_path / "models"
     if not root.is_dir():  # a second client in the same test serves the same copy
-        copy_bundled(root, "iris")
+        copy_bundled(root, "iris", "mnist")
     return TestClient(create_app(Settings(models=root, device="cpu", **settings)))
 
 
@@ -41,6 +52,11 @@ def guarded(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def call(client: TestClient, method: str, path: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    if path.endswith(":predict-image"):
+        headers = {**(headers or {}), "Content-Type": "image/png"}
+        return client.post(path, content=SAMPLE_DIGIT.read_bytes(), headers=headers)
+    if path.startswith("/v2/repository"):
+        return client.post(path, headers=headers)
     if method == "POST":
         body = (
             IRIS
