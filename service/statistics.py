@@ -47,15 +47,23 @@ class VersionStatistics:
     # the batcher's observer ------------------------------------------------------------------
 
     def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
-        """Triton's accounting: every request of the batch spent the batch's compute time."""
+        """Triton's accounting: every request of the batch spent the batch's compute time.
+
+        Stacking, the transfers and the forward pass are timed as one (compute_infer);
+        compute_input and compute_output are counted alike (clients such as perf_analyzer
+        require equal counts) with no time of their own.
+        """
+        requests = len(waits_s)
         with self.lock:
             self.inference_count += rows
             self.execution_count += 1
-            self.phases["compute_infer"].add(compute_s, len(waits_s))
+            for phase in BATCH_PHASES:
+                self.phases[phase].add(compute_s if phase == "compute_infer" else 0.0, requests)
             for wait in waits_s:
                 self.phases["queue"].add(wait)
             batch = self.batches.setdefault(rows, {p: Duration() for p in BATCH_PHASES})
-            batch["compute_infer"].add(compute_s)
+            for phase in BATCH_PHASES:
+                batch[phase].add(compute_s if phase == "compute_infer" else 0.0)
 
     def queue_changed(self, depth: int) -> None:
         pass
