@@ -371,3 +371,20 @@ def test_statistics_over_http_and_grpc(
     assert {(s["name"], s["version"]) for s in every} >= {("iris", "1"), ("regression", "1")}
     over_grpc = client.get_inference_statistics("regression", as_json=True)["model_stats"][0]
     assert int(over_grpc["inference_count"]) == after["inference_count"]
+
+
+def test_two_workers_share_the_grpc_port(tmp_path: Path) -> None:
+    """With --workers 2 both bind the port (SO_REUSEPORT); calls over fresh channels land on
+    either, and each answers."""
+    from tests.conftest import copy_bundled
+
+    server = start_with_grpc(
+        copy_bundled(tmp_path / "models", "iris"), tmp_path / "s.log", workers="2"
+    )
+    try:
+        for _ in range(8):
+            with triton.InferenceServerClient(server.grpc_address) as fresh:
+                assert fresh.infer("iris", [iris_input()]).as_numpy("OUTPUT__0").shape == (2, 3)
+        assert server.log().count("gRPC running on") == 2
+    finally:
+        assert server.stop() == 0
