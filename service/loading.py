@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 
@@ -18,6 +19,7 @@ from modelrepo.card import ModelCard
 from modelrepo.config import BatchingConfig, ModelConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, sha256_of
 from service.batching import DynamicBatcher, summarize
+from service.errors import ModelNotReady
 from service.runtime import TorchScriptRuntime
 
 FLOAT32_BYTES = 4
@@ -57,6 +59,12 @@ class LoadedModel:
     @property
     def version(self) -> int:
         return self.card.version
+
+    async def infer(self, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+        """`rows` through this version's batcher (503 once it stopped serving)."""
+        if self.batcher is None:
+            raise ModelNotReady(f"model {self.name!r} version {self.version} is not serving")
+        return await self.batcher.infer(rows, timeout_s)
 
     def config(self) -> ModelConfig:
         """The configuration this version is served with, as Triton's ModelConfig: its

@@ -18,7 +18,7 @@ from modelrepo.layout import CONFIG_FILE
 from modelrepo.torchscript import resolve_device
 from service import metrics, statistics
 from service.batching import DynamicBatcher, Observers, summarize
-from service.errors import ModelNotFound, ModelNotReady
+from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
 from service.loading import (
     LoadedModel,
     LoadError,
@@ -56,6 +56,14 @@ class ModelEntry:
     @property
     def ready(self) -> bool:
         return bool(self.loaded)
+
+    def raise_if_failed(self) -> None:
+        """ModelLoadFailed (400) naming every version that did not load, and what serves."""
+        if self.failed:
+            serving = ", ".join(str(v) for v in sorted(self.loaded)) or "none"
+            raise ModelLoadFailed(
+                f"failed to load {self.name!r}: {self.reason()}; versions serving: {serving}"
+            )
 
     def reason(self) -> str:
         reasons = [f"version {v}: {why}" for v, why in sorted(self.failed.items())]

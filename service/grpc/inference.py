@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from service import metrics, statistics
 from service.api_key import check_key, presented_key
 from service.codecs import triton_grpc
-from service.errors import ModelLoadFailed, ModelNotReady, ServeError
+from service.errors import ModelNotReady, ServeError
 from service.grpc.status import status_of
 from service.logs import BatchedLines, json_line
 from service.request_record import RequestRecord, note_model, open_record
@@ -49,7 +49,7 @@ def rpc(guarded: bool) -> Callable[[Handler], Handler]:
         async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             began, record, status = time.perf_counter(), open_record(), 200
             try:
-                if guarded:
+                if guarded and self.services.settings.api_key is not None:
                     check_key(self.services.settings, metadata_key(context))
                 return await method(self, request, context)
             except ServeError as error:
@@ -166,9 +166,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         payload = triton_grpc.decode_request(
             request, model.card, settings.max_rows_per_request, settings.request_timeout_s
         )
-        if model.batcher is None:
-            raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
-        outputs = await model.batcher.infer(payload.rows, payload.timeout_s)
+        outputs = await model.infer(payload.rows, payload.timeout_s)
         return triton_grpc.encode_response(model.card, request, payload, outputs)
 
     @rpc(guarded=True)
@@ -201,13 +199,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: service_pb2.RepositoryModelLoadRequest, context: Any
     ) -> service_pb2.RepositoryModelLoadResponse:
-        entry = await self.services.registry.load(request.model_name)
-        if entry.failed:
-            serving = ", ".join(str(v) for v in sorted(entry.loaded)) or "none"
-            raise ModelLoadFailed(
-                f"failed to load {request.model_name!r}: {entry.reason()}; "
-                f"versions serving: {serving}"
-            )
+        (await self.services.registry.load(request.model_name)).raise_if_failed()
         return service_pb2.RepositoryModelLoadResponse()
 
     @rpc(guarded=True)

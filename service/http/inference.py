@@ -14,7 +14,7 @@ import asyncio
 import numpy as np
 from litestar import Request
 
-from service.errors import ClientDisconnected, ModelNotReady
+from service.errors import ClientDisconnected
 from service.loading import LoadedModel
 
 # A client that leaves sooner costs at most its own rows' compute; latency under overload stays
@@ -75,16 +75,9 @@ class cancel_on_disconnect:  # noqa: N801  (a context manager, like contextlib's
         return False
 
 
-async def infer(model: LoadedModel, rows: np.ndarray, timeout_s: float) -> np.ndarray:
-    """`rows` through `model`'s batcher (503 once the version stopped serving)."""
-    if model.batcher is None:
-        raise ModelNotReady(f"model {model.name!r} version {model.version} is not serving")
-    return await model.batcher.infer(rows, timeout_s)
-
-
 async def infer_rows(
     request: Request, model: LoadedModel, rows: np.ndarray, timeout_s: float
 ) -> np.ndarray:
-    """`infer`, abandoned (ClientDisconnected) if the client leaves."""
+    """`model.infer`, abandoned (ClientDisconnected) if the client leaves."""
     with cancel_on_disconnect(request):
-        return await infer(model, rows, timeout_s)
+        return await model.infer(rows, timeout_s)

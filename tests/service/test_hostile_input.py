@@ -19,6 +19,7 @@ from PIL import Image
 
 from service.fair_pool import FairPool
 from tests.service.conftest import Server, start_server, wait_until
+from tests.service.test_uploads import png_with_size
 
 DEEP = "[" * 1000 + "1" + "]" * 1000
 
@@ -126,27 +127,10 @@ def test_a_utf8_byte_order_mark_is_ignored(http: httpx.Client) -> None:
 # ---- the image pool: budgets, fairness, time --------------------------------------------------
 
 
-def declared_png(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height (its pixels are never there)."""
-    import struct
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + header
-    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    data = zlib.compress(b"\0" * 64)
-    idat = (
-        struct.pack(">I", len(data))
-        + b"IDAT"
-        + data
-        + struct.pack(">I", zlib.crc32(b"IDAT" + data))
-    )
-    return b"\x89PNG\r\n\x1a\n" + ihdr + idat
-
-
 def test_a_request_within_each_image_limit_but_over_the_request_budget_is_413(
     http: httpx.Client,
 ) -> None:
-    files = [("file", (f"{i}.png", declared_png(6000, 6000), "image/png")) for i in range(3)]
+    files = [("file", (f"{i}.png", png_with_size(6000, 6000), "image/png")) for i in range(3)]
     answer = http.post("/v1/models/mnist:predict-image", files=files)
     assert answer.status_code == 413
     assert answer.json()["error"] == (

@@ -14,7 +14,7 @@ from litestar.params import FromPath
 
 from service.codecs.decoding import TOO_DEEP
 from service.codecs.schemas import RepositoryIndexEntry, RepositoryIndexRequest
-from service.errors import MalformedRequest, ModelLoadFailed
+from service.errors import MalformedRequest
 from service.http.routes.openapi import errors
 from service.http.state import services
 
@@ -54,12 +54,7 @@ class RepositoryController(Controller):
     )
     async def load(self, request: Request, name: FromPath[str]) -> dict[str, str]:
         await optional_json(request, LoadRequest)
-        entry = await services(request).registry.load(name)
-        if entry.failed:
-            serving = ", ".join(str(v) for v in sorted(entry.loaded)) or "none"
-            raise ModelLoadFailed(
-                f"failed to load {name!r}: {entry.reason()}; versions serving: {serving}"
-            )
+        (await services(request).registry.load(name)).raise_if_failed()
         return {}
 
     @post(

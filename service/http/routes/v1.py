@@ -24,7 +24,7 @@ from service.codecs.schemas import (
 )
 from service.errors import ModelNotFound
 from service.http.asgi import AnswerApp, header, media_type, query_flag, read_body
-from service.http.inference import cancel_on_disconnect, infer, infer_rows
+from service.http.inference import cancel_on_disconnect, infer_rows
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import Services, services
 from service.loading import LoadedModel
@@ -137,7 +137,7 @@ async def predict_images(request: Request, server: Services, model: LoadedModel)
     with cancel_on_disconnect(request):
         prepared = await server.images.prepare(files, with_png, settings.request_timeout_s)
         remaining = max(deadline - loop.time(), MIN_REMAINING_S)
-        outputs = await infer(model, uploads.stack_rows(prepared), remaining)
+        outputs = await model.infer(uploads.stack_rows(prepared), remaining)
     return uploads.encode_answer(model.card, files, prepared, outputs)
 
 
