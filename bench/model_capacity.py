@@ -1,12 +1,14 @@
-"""Model-side capacity: rows per second through the batcher, in process, no HTTP.
+"""Model-side capacity: rows per second through the batcher, in process, no HTTP, for each
+runtime side by side in one run.
 
     python -m bench.model_capacity [--device auto] [--rows 1024] [--concurrency 4] [--seconds 5]
 
-Loads a model from the repository exactly as the service does (card, hash, device, warm-up,
-staging buffer, pinned on CUDA) and keeps `--concurrency` requests of `--rows` rows each queued
-in its DynamicBatcher, so stacking, the transfers and the forward pass are all counted. Beside
-it, a bare forward loop over the same module at batch sizes 1, 64 and `--rows` (input already
-in pinned memory on CUDA, one copy in, one copy out per pass) gives the reference. Writes
+Loads a model from the repository exactly as the service does (card, hash, runtime, device,
+warm-up, staging buffer, pinned on CUDA), once per runtime (`--runtimes`; ONNX Runtime only
+on the CPU), and keeps `--concurrency` requests of `--rows` rows each queued in its
+DynamicBatcher, so stacking, the transfers and the forward pass are all counted; every answer
+is compared with the runtime's own answer for the same rows. Beside it, a bare loop over the
+runtime's `run_batch` at batch sizes 1, 64 and `--rows` gives the reference. Writes
 model_capacity.{md,json} to --out (bench/runs/).
 """
 
@@ -15,17 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bench.harness import ROOT, RUNS
 from service.loading import LoadedModel
 from service.repository import ModelRegistry
 from service.settings import Settings
+
+RUNTIMES = ("torchscript", "onnxruntime")
 
 
 async def through_batcher(
@@ -35,12 +39,16 @@ async def through_batcher(
     assert model.batcher is not None
     batcher = model.batcher
     block = np.random.default_rng(0).random((rows, model.card.input.features), dtype=np.float32)
+    expected = model.runtime.run_batch([block]).copy()
     deadline = time.perf_counter() + seconds
+    wrong = 0
 
     async def client() -> int:
+        nonlocal wrong
         sent = 0
         while sent == 0 or time.perf_counter() < deadline:  # at least one request each
-            await batcher.infer(block, timeout_s=60)
+            answer = await batcher.infer(block, timeout_s=60)
+            wrong += not np.allclose(answer, expected, rtol=1e-5, atol=1e-6)
             sent += rows
         return sent
 
@@ -51,31 +59,30 @@ async def through_batcher(
     batches = batcher.stats.batches - batches_before
     return {
         "rows_per_s": sum(done) / elapsed,
+        "requests": sum(done) // rows,
+        "wrong_answers": wrong,
         "batches": batches,
         "mean_batch": sum(done) / max(batches, 1),
     }
 
 
 def bare_forward(model: LoadedModel, batch: int, seconds: float) -> float:
-    """Rows/s of the module alone: host input (pinned on CUDA) in, host output back, per pass."""
-    host = torch.rand(batch, model.card.input.features)
-    if model.runtime.device.type == "cuda":
-        host = host.pin_memory()
+    """Rows/s of the runtime alone: one host block in, host output back, per pass."""
+    block = np.random.default_rng(1).random((batch, model.card.input.features), dtype=np.float32)
     passes = 0
     deadline = time.perf_counter() + seconds
     began = time.perf_counter()
-    with torch.inference_mode():
-        while time.perf_counter() < deadline:
-            for _ in range(20):
-                inputs = host.to(model.runtime.device, non_blocking=True)
-                model.runtime.module(inputs).to("cpu")
-            passes += 20
+    while time.perf_counter() < deadline:
+        for _ in range(20):
+            model.runtime.run_batch([block])
+        passes += 20
     return passes * batch / (time.perf_counter() - began)
 
 
-async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    settings = Settings(models=args.models, device=args.device, torch_threads=args.threads)
-    torch.set_num_threads(settings.torch_threads)
+async def measure_runtime(args: argparse.Namespace, runtime: str) -> dict[str, Any]:
+    settings = Settings(
+        models=args.models, device=args.device, torch_threads=args.threads, runtime=runtime
+    )
     registry = ModelRegistry(settings)
     await registry.start()
     try:
@@ -87,41 +94,63 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         await registry.stop()
-    device = str(model.runtime.device)
-    if model.runtime.device.type == "cuda":
-        device += f" ({torch.cuda.get_device_name(model.runtime.device)})"
     return {
+        "runtime": model.runtime.name,
+        "device": model.runtime.device,
         "model": f"{model.name} v{model.version}",
-        "device": device,
-        "torch": torch.__version__,
-        "threads": settings.torch_threads,
-        "rows_per_request": args.rows,
-        "concurrency": args.concurrency,
         "max_batch_size": model.batching.max_batch_size,
         "batcher": batcher,
         "bare_rows_per_s": bare,
     }
 
 
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    runtimes = [r for r in args.runtimes if r == "torchscript" or args.device == "cpu"]
+    results = [await measure_runtime(args, runtime) for runtime in runtimes]
+    by_name = {result["runtime"]: result["batcher"]["rows_per_s"] for result in results}
+    ratio = None
+    if {"torchscript", "onnxruntime"} <= set(by_name):
+        ratio = by_name["onnxruntime"] / by_name["torchscript"]
+    return {
+        "device": results[0]["device"],
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "rows_per_request": args.rows,
+        "concurrency": args.concurrency,
+        "runtimes": results,
+        "onnxruntime_over_torchscript": ratio,
+    }
+
+
 def render(result: dict[str, Any]) -> str:
-    batcher = result["batcher"]
+    first = result["runtimes"][0]
     lines = [
         "# Model-side capacity (in process, no HTTP)",
         "",
-        f"{result['model']} on {result['device']}, torch {result['torch']}, "
-        f"{result['threads']} intra-op thread(s); {result['concurrency']} clients each sending "
-        f"requests of {result['rows_per_request']} rows (max_batch_size "
-        f"{result['max_batch_size']}).",
+        f"{first['model']} on {result['device']}, {result['threads']} intra-op thread(s); "
+        f"{result['concurrency']} clients each sending requests of {result['rows_per_request']} "
+        f"rows (max_batch_size {first['max_batch_size']}); the runtimes one after the other in "
+        "one run.",
         "",
-        "| path | batch | rows/s |",
-        "|---|---:|---:|",
-        f"| through the batcher (stacking, transfers, forward) | {batcher['mean_batch']:.0f} | "
-        f"{batcher['rows_per_s']:,.0f} |",
+        "| runtime | path | batch | rows/s |",
+        "|---|---|---:|---:|",
     ]
-    lines += [
-        f"| bare forward loop | {size} | {rate:,.0f} |"
-        for size, rate in result["bare_rows_per_s"].items()
-    ]
+    for run in result["runtimes"]:
+        batcher = run["batcher"]
+        lines.append(
+            f"| {run['runtime']} | through the batcher (stacking, transfers, forward) | "
+            f"{batcher['mean_batch']:.0f} | {batcher['rows_per_s']:,.0f} |"
+        )
+        lines += [
+            f"| {run['runtime']} | bare run_batch loop | {size} | {rate:,.0f} |"
+            for size, rate in run["bare_rows_per_s"].items()
+        ]
+    if result["onnxruntime_over_torchscript"] is not None:
+        lines += [
+            "",
+            "ONNX Runtime / TorchScript through the batcher: "
+            f"{result['onnxruntime_over_torchscript']:.2f}x",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -129,8 +158,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.model_capacity", description=__doc__)
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--model", default="mnist")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    parser.add_argument(
+        "--runtimes",
+        type=lambda text: text.split(","),
+        default=list(RUNTIMES),
+        help="comma-separated (default: torchscript,onnxruntime; ONNX Runtime on the CPU only)",
+    )
     parser.add_argument("--rows", type=int, default=1024, help="rows per request")
     parser.add_argument("--concurrency", type=int, default=4, help="requests kept queued")
     parser.add_argument("--seconds", type=float, default=5)

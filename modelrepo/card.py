@@ -1,4 +1,4 @@
-"""The model card: what `card.json` beside every `model.pt` says about the model.
+"""The model card: what `card.json` beside every `model.pt` says about the model and its files.
 
 Training writes it, the service validates it before loading the model, and clients read it
 from the model's metadata. Tensor names and data types follow Triton's PyTorch backend and the
@@ -8,9 +8,11 @@ Open Inference Protocol, so the same repository serves unchanged under Triton.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelrepo.layout import MODEL_FILE
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
@@ -19,6 +21,7 @@ Datatype = Literal["FP32"]
 
 # A row's width is bounded before anything is sized by it (staging buffers, warm-up batches).
 MAX_WIDTH = 1 << 20
+SHA256 = r"^[0-9a-f]{64}$"
 
 
 class _Strict(BaseModel):
@@ -120,7 +123,10 @@ class ModelCard(_Strict):
     bars: list[Bar]
     dataset: DatasetInfo
     training: TrainingInfo
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=SHA256, description=f"sha256 of {MODEL_FILE}")
+    files: dict[str, Annotated[str, Field(pattern=SHA256)]] = Field(
+        default_factory=dict, description="sha256 of each file of the version (newer cards)"
+    )
     torch_version: str
     created_at: datetime
 
@@ -135,4 +141,12 @@ class ModelCard(_Strict):
             raise ValueError("class_names must name every output column")
         if self.task == "regression" and self.output.value_name is None:
             raise ValueError("a regression output must name its value")
+        if self.files.get(MODEL_FILE, self.sha256) != self.sha256:
+            raise ValueError(f"files and sha256 disagree on {MODEL_FILE}")
         return self
+
+    def digest_of(self, file_name: str) -> str | None:
+        """The sha256 the card records for one of the version's files (None: not listed)."""
+        if file_name == MODEL_FILE:
+            return self.sha256
+        return self.files.get(file_name)

@@ -1,9 +1,9 @@
 """Where things lie in a model repository, and how a new version gets there in one step.
 
-Triton's layout: `<root>/<name>/config.pbtxt` and `<root>/<name>/<version>/` with the model
-file and, for models trained here, `card.json` and `curves.png`. A version directory is
-assembled in a staging directory beside its final place and renamed into place, so a reader
-never sees half a version and an existing version is never overwritten.
+Triton's layout: `<root>/<name>/config.pbtxt` and `<root>/<name>/<version>/` with the
+model file and, for models trained here, `model.onnx`, `card.json` and `curves.png`. A version
+directory is assembled in a staging directory beside its final place and renamed into place,
+so a reader never sees half a version and an existing version is never overwritten.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 CONFIG_FILE = "config.pbtxt"
 CARD_FILE = "card.json"
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.pt"  # TorchScript: what Triton's PyTorch backend reads
+ONNX_FILE = "model.onnx"  # the same model as an ONNX graph, for ONNX Runtime
 CURVES_FILE = "curves.png"
 
 

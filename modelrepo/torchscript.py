@@ -1,5 +1,4 @@
-"""TorchScript files, with exactly torch's TorchScript deprecation warnings silenced, and the
-device they load onto.
+"""TorchScript files, with exactly torch's TorchScript deprecation warnings silenced.
 
 TorchScript is the model contract of this project (Triton's PyTorch backend loads it too),
 so the `FutureWarning`s that `torch.jit.*` emits on every call are noise here. Everything else
@@ -41,19 +40,3 @@ def load(path: Path, device: torch.device | str = "cpu") -> torch.jit.ScriptModu
     """Read a TorchScript archive onto `device`."""
     with _jit_deprecations_silenced():
         return torch.jit.load(str(path), map_location=device)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` (CUDA when there is a GPU), `cpu`, `cuda` or `cuda:N`; ValueError says what is
-    wrong with any other name, or with CUDA where there is none."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available here")
-    return device

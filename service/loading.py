@@ -1,26 +1,38 @@
-"""One version from disk to a model ready to serve: card, trust, hash, bounds, runtime, warm-up.
+"""One version from disk to a model ready to serve: card, runtime, trust, hash, bounds, warm-up.
 
-Nothing is unpickled before the checks that need no unpickling have passed: the card is JSON,
-the model file's sha256 is compared with the operator's trusted list (when there is one) and
-with the card, and the staging memory the version would take is bounded. Any failure, expected
-or not, becomes a `LoadError` whose message is the reason clients see for the version.
+Nothing is unpickled or parsed before the checks that need neither have passed: the card is
+JSON, the runtime and so the model file are chosen (`SERVE_RUNTIME`: ONNX Runtime on the CPU
+where the version has `model.onnx`, TorchScript otherwise), that file's sha256 is compared
+with the operator's trusted list (when there is one) and with the card, and the staging memory
+the version would take is bounded. Any failure, expected or not, becomes a `LoadError` whose
+message is the reason clients see for the version.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import ValidationError
 
 from modelrepo.card import ModelCard
 from modelrepo.config import BatchingConfig, ModelConfig
-from modelrepo.layout import CARD_FILE, MODEL_FILE, sha256_of
+from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from service.batching import DynamicBatcher, summarize
 from service.errors import ModelNotReady
-from service.runtime import TorchScriptRuntime
+from service.runtime import (
+    Runtime,
+    RuntimeName,
+    RuntimeUnavailable,
+    installed,
+    open_runtime,
+    warm_up,
+)
+
+RuntimeChoice = Literal["auto", "torchscript", "onnxruntime"]
+FILES: dict[RuntimeName, str] = {"torchscript": MODEL_FILE, "onnxruntime": ONNX_FILE}
 
 FLOAT32_BYTES = 4
 
@@ -31,25 +43,31 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class LoadPolicy:
-    """How every version is loaded: onto which device, warmed up or not, which model files are
-    trusted (None: any whose card matches), and how much staging memory one may take."""
+    """How every version is loaded: onto which device, by which runtime, with how many threads,
+    warmed up or not, which model files are trusted (None: any whose card matches), and how
+    much staging memory one may take."""
 
-    device: torch.device
+    device: str
     warmup: bool
     max_staging_bytes: int
+    runtime: RuntimeChoice = "auto"
+    threads: int = 1
     trusted: frozenset[str] | None = None
     trust_problem: str | None = None  # the trusted list itself cannot be used
 
 
 class LoadedModel:
-    """One version, loaded: its card, its runtime and, once it serves, its batcher."""
+    """One version, loaded: its card, its runtime (with the file it runs and that file's
+    sha256) and, once it serves, its batcher."""
 
     def __init__(
-        self, card: ModelCard, runtime: TorchScriptRuntime, batching: BatchingConfig
+        self, card: ModelCard, runtime: Runtime, batching: BatchingConfig, digest: str = ""
     ) -> None:
         self.card = card
         self.runtime = runtime
         self.batching = batching
+        self.file = FILES[runtime.name]
+        self.digest = digest or card.sha256
         self.batcher: DynamicBatcher | None = None
 
     @property
@@ -113,26 +131,62 @@ def _load_version(
         raise LoadError(
             f"{CARD_FILE} says {card.name}/{card.version}, but it lies in {name}/{version_dir.name}"
         )
-    model_path = version_dir / MODEL_FILE
+    runtime_name = choose_runtime(card, policy)
+    file_name = FILES[runtime_name]
+    model_path = version_dir / file_name
     if not model_path.is_file():
-        raise LoadError(f"{MODEL_FILE} is missing")
+        raise LoadError(f"{file_name} is missing")
     digest = sha256_of(model_path)
-    check_trusted(digest, policy)
-    if digest != card.sha256:
-        raise LoadError(f"sha256 of {MODEL_FILE} is {digest}, the card says {card.sha256}")
+    check_trusted(digest, policy, file_name)
+    if digest != card.digest_of(file_name):
+        raise LoadError(
+            f"sha256 of {file_name} is {digest}, the card says {card.digest_of(file_name)}"
+        )
     check_staging(card, batching, policy)
     try:
-        runtime = TorchScriptRuntime.load(
-            model_path, policy.device, batching.max_batch_size, card.input.features
+        runtime = open_runtime(
+            runtime_name,
+            model_path,
+            policy.device,
+            batching.max_batch_size,
+            card.input.features,
+            policy.threads,
         )
-    except Exception as error:  # corrupt archive: torch raises RuntimeError and friends
-        raise LoadError(f"{MODEL_FILE} cannot be loaded: {str(error).splitlines()[0]}") from None
+    except RuntimeUnavailable as error:
+        raise LoadError(str(error)) from None
+    except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
+        raise LoadError(f"{file_name} cannot be loaded: {first_line(error)}") from None
     if policy.warmup:
         try:
-            runtime.warm_up()
+            warm_up(runtime)
         except Exception as error:
             raise LoadError(f"warm-up forward pass failed: {summarize(error)}") from None
-    return LoadedModel(card, runtime, batching)
+    return LoadedModel(card, runtime, batching, digest)
+
+
+def choose_runtime(card: ModelCard, policy: LoadPolicy) -> RuntimeName:
+    """`SERVE_RUNTIME` for this version: `auto` is ONNX Runtime on the CPU where the card lists
+    `model.onnx` and onnxruntime is installed, TorchScript otherwise (CUDA, older versions)."""
+    if policy.runtime == "torchscript":
+        return "torchscript"
+    has_onnx = card.digest_of(ONNX_FILE) is not None
+    if policy.runtime == "onnxruntime":
+        if policy.device != "cpu":
+            raise LoadError(
+                f"ONNX Runtime serves on the CPU here, not {policy.device}: "
+                "use SERVE_RUNTIME=torchscript (or auto) for CUDA"
+            )
+        if not has_onnx:
+            raise LoadError(f"SERVE_RUNTIME=onnxruntime, but the card lists no {ONNX_FILE}")
+        return "onnxruntime"
+    if has_onnx and policy.device == "cpu" and installed("onnxruntime"):
+        return "onnxruntime"
+    return "torchscript"
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_card(version_dir: Path) -> ModelCard:
@@ -149,14 +203,14 @@ def read_card(version_dir: Path) -> ModelCard:
         raise LoadError(f"{CARD_FILE} is invalid: {error.errors()[0]['msg']}") from None
 
 
-def check_trusted(digest: str, policy: LoadPolicy) -> None:
+def check_trusted(digest: str, policy: LoadPolicy, file_name: str = MODEL_FILE) -> None:
     """With a trusted list, only listed model files load: the card beside a model is written
     by whoever wrote the model, the list by the operator."""
     if policy.trust_problem is not None:
         raise LoadError(policy.trust_problem)
     if policy.trusted is not None and digest not in policy.trusted:
         raise LoadError(
-            f"sha256 of {MODEL_FILE} ({digest}) is not in the trusted list (SERVE_TRUSTED_HASHES)"
+            f"sha256 of {file_name} ({digest}) is not in the trusted list (SERVE_TRUSTED_HASHES)"
         )
 
 
@@ -192,8 +246,8 @@ def unchanged(model: LoadedModel, version_dir: Path, batching: BatchingConfig) -
         card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_bytes())
     except (OSError, ValidationError):
         return False
-    return (
-        card == model.card
-        and batching == model.batching
-        and sha256_of(version_dir / MODEL_FILE) == model.card.sha256
-    )
+    try:
+        digest = sha256_of(version_dir / model.file)
+    except OSError:
+        return False
+    return card == model.card and batching == model.batching and digest == model.digest

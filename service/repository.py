@@ -14,8 +14,8 @@ from pathlib import Path
 
 from modelrepo import layout
 from modelrepo.config import BatchingConfig, batching_of, read_config
+from modelrepo.devices import resolve_device
 from modelrepo.layout import CONFIG_FILE
-from modelrepo.torchscript import resolve_device
 from service import metrics, statistics
 from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
@@ -126,7 +126,13 @@ class ModelRegistry:
 
     def policy(self) -> LoadPolicy:
         """How versions load now (the trusted list is read afresh: an operator may change it)."""
-        policy = LoadPolicy(self.device, self.settings.warmup, self.settings.max_staging_bytes)
+        policy = LoadPolicy(
+            self.device,
+            self.settings.warmup,
+            self.settings.max_staging_bytes,
+            runtime=self.settings.runtime,
+            threads=self.settings.torch_threads,
+        )
         path = self.settings.trusted_hashes
         if path is None:
             return policy
@@ -179,7 +185,7 @@ class ModelRegistry:
         current = serving.loaded.get(version) if serving is not None else None
         if current is not None and unchanged(current, version_dir, batching):
             try:
-                check_trusted(current.card.sha256, policy)  # the operator may have withdrawn it
+                check_trusted(current.digest, policy, current.file)  # the operator may withdraw it
             except LoadError as error:
                 self._failed(entry, version, error)
                 return
@@ -232,8 +238,13 @@ class ModelRegistry:
             extra={
                 "fields": {
                     "repository": str(self.root),
-                    "device": str(self.device),
+                    "device": self.device,
                     "models": {name: sorted(e.loaded) for name, e in entries.items()},
+                    "runtimes": {
+                        f"{name}/{version}": f"{model.runtime.name} on {model.runtime.device}"
+                        for name, e in entries.items()
+                        for version, model in sorted(e.loaded.items())
+                    },
                     "failed": {name: sorted(e.failed) for name, e in entries.items() if e.failed},
                 }
             },
@@ -258,14 +269,17 @@ class ModelRegistry:
             model.batcher.start()
             metrics.set_ready(model.name, model.version, True)
             log.info(
-                "model %s version %d ready",
+                "model %s version %d ready (%s on %s)",
                 model.name,
                 model.version,
+                model.runtime.name,
+                model.runtime.device,
                 extra={
                     "fields": {
                         "model": model.name,
                         "version": model.version,
-                        "device": str(self.device),
+                        "runtime": model.runtime.name,
+                        "device": model.runtime.device,
                         "max_batch_size": model.batching.max_batch_size,
                         "max_queue_delay_ms": model.batching.max_queue_delay_s * 1e3,
                         "max_queue_size": self.settings.max_queue_size,

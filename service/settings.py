@@ -24,7 +24,13 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     models: Path = Field(Path("models"), description="model repository root")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N")
-    torch_threads: int = Field(1, ge=1, description="intra-op threads per forward pass")
+    runtime: Literal["auto", "torchscript", "onnxruntime"] = Field(
+        "auto",
+        description="auto: ONNX Runtime on CPU where a version has model.onnx, else TorchScript",
+    )
+    torch_threads: int = Field(
+        1, ge=1, description="intra-op threads per forward pass (TorchScript and ONNX Runtime)"
+    )
 
     max_batch_size: int = Field(
         64,

@@ -11,11 +11,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# An app built in a test process starts no gRPC server on the default port 8001 (another test
+# run, or a server on this machine, may hold it); tests of gRPC ask for a port of their own.
+os.environ.setdefault("SERVE_GRPC_PORT", "0")
 MNIST_FIXTURE = ROOT / "tests" / "fixtures" / "mnist"
 MODELS_DIR = ROOT / "models"
 # The committed repository, named one by one: `make train` adds versions to models/ (untracked,
 # and the new default), and no test may see them.
-BUNDLED_VERSIONS = {"binary": ("1",), "iris": ("1",), "mnist": ("1", "2"), "regression": ("1",)}
+BUNDLED_VERSIONS = {
+    "binary": ("1", "2"),
+    "iris": ("1", "2"),
+    "mnist": ("1", "2", "3"),
+    "regression": ("1", "2"),
+}
 TINY_BUDGET = ["--epochs", "1", "--seed", "0", "--quiet", "--device", "cpu", "--no-download"]
 
 

@@ -30,6 +30,8 @@ SERVICE_LAYERS = {
     "service.fair_pool": 0,
     "service.workers": 0,
     "service.runtime": 1,
+    "service.torchscript_runtime": 1,
+    "service.onnx_runtime": 1,
     "service.batching": 2,
     "service.loading": 3,
     "service.repository": 3,

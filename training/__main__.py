@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from modelrepo.torchscript import resolve_device
+import torch
+
+from modelrepo.devices import resolve_device
 from training.data import DatasetMissing, default_data_dir
 from training.export import ExportMismatch
 from training.fit import EpochStats
@@ -64,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     args = parser.parse_args(argv)
     try:
-        args.device = resolve_device(args.device)
+        args.device = torch.device(resolve_device(args.device))
     except ValueError as error:
         parser.error(str(error))
     return args

@@ -1,11 +1,14 @@
-"""TorchScript export, round-trip verification, the card and the Triton model configuration:
-what one trained model becomes in the repository (whose format `modelrepo` owns)."""
+"""TorchScript and ONNX export, each verified against the eager model, the card and the Triton
+model configuration: what one trained model becomes in the repository (whose format
+`modelrepo` owns)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import torch
 
 from modelrepo import layout
@@ -32,7 +35,7 @@ VERIFY_TOLERANCE = 1e-5
 
 
 class ExportMismatch(Exception):
-    """The reloaded TorchScript artifact disagrees with the eager model."""
+    """A reloaded artifact (TorchScript or ONNX) disagrees with the eager model."""
 
 
 def script_model(model: ServingModel, path: Path) -> None:
@@ -51,6 +54,39 @@ def verify_roundtrip(model: ServingModel, path: Path, sample: torch.Tensor) -> f
             worst = max(worst, (reloaded(batch) - model(batch)).abs().max().item())
     if worst > VERIFY_TOLERANCE:
         raise ExportMismatch(f"exported model differs from the eager one by {worst:.3g}")
+    return worst
+
+
+def export_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> None:
+    """The eval-mode CPU model as one self-contained ONNX file (torch.export's exporter), with a
+    dynamic batch dimension and the tensor names of the TorchScript file."""
+    model = model.cpu().eval()
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(
+        model,
+        (sample[:2].cpu(),),  # two rows: torch.export specialises a batch of one
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        dynamo=True,
+        optimize=True,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)
+
+
+def verify_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> float:
+    """Run `path` with ONNX Runtime and compare with the eager model; return max |diff|."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = model.cpu().eval()
+    worst = 0.0
+    with torch.inference_mode():
+        for batch_size in VERIFY_BATCH_SIZES:
+            batch = sample[:batch_size].cpu()
+            (answer,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
+            worst = max(worst, float(np.abs(answer - model(batch).numpy()).max()))
+    if worst > VERIFY_TOLERANCE:
+        raise ExportMismatch(f"the ONNX model differs from the eager one by {worst:.3g}")
     return worst
 
 
@@ -81,7 +117,7 @@ def output_spec(task: TaskSpec) -> OutputSpec:
 def build_card(
     task: TaskSpec,
     version: int,
-    sha256: str,
+    files: dict[str, str],
     metrics: dict[str, float],
     dataset_sizes: dict[str, int],
     training: TrainingInfo,
@@ -107,7 +143,8 @@ def build_card(
         bars=bars,
         dataset=DatasetInfo(description=task.dataset_description, sizes=dataset_sizes),
         training=training,
-        sha256=sha256,
+        sha256=files[layout.MODEL_FILE],
+        files=files,
         torch_version=torch.__version__,
         created_at=datetime.now(UTC),
     )

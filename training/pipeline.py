@@ -9,7 +9,7 @@ import torch
 
 from modelrepo import layout
 from modelrepo.card import ModelCard, TrainingInfo
-from modelrepo.layout import CURVES_FILE, MODEL_FILE, sha256_of
+from modelrepo.layout import CURVES_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from training import export
 from training.augment import Augmentation
 from training.data import Split, Splits
@@ -112,6 +112,8 @@ def train_task(
         model_path = staging / MODEL_FILE
         export.script_model(model, model_path)
         export.verify_roundtrip(model, model_path, splits.test.x)
+        export.export_onnx(model, staging / ONNX_FILE, splits.test.x)
+        export.verify_onnx(model, staging / ONNX_FILE, splits.test.x)
         plot_curves(history, task, staging / CURVES_FILE)
         training = TrainingInfo(
             seed=options.seed,
@@ -124,7 +126,8 @@ def train_task(
             device=str(options.device),
             wall_time_s=round(clock.elapsed(), 3),
         )
-        card = export.build_card(task, 1, sha256_of(model_path), metrics, splits.sizes(), training)
+        files = {name: sha256_of(staging / name) for name in (MODEL_FILE, ONNX_FILE, CURVES_FILE)}
+        card = export.build_card(task, 1, files, metrics, splits.sizes(), training)
         path, card = export.publish(staging, model_dir, card)
     finally:
         layout.discard(staging)

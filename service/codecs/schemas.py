@@ -81,8 +81,11 @@ class V1ModelList(Struct):
 
 
 class VersionStats(Struct):
-    """Batching counters of one loaded version: rows_inferred / batches is the mean batch size."""
+    """One loaded version as it serves: the runtime and device it runs on, and its batching
+    counters (rows_inferred / batches is the mean batch size)."""
 
+    runtime: str
+    device: str
     rows_inferred: int
     batches: int
     queued_rows: int

@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import torch
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -102,7 +101,6 @@ async def serve_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Load the models in the background (liveness answers at once, readiness once all are
     warm), poll the repository if asked, and on shutdown drain every batcher."""
     parts = app_services(app)
-    torch.set_num_threads(parts.settings.torch_threads)
     parts.drain.install(parts.settings.drain_delay_s)
     if parts.workers is not None:
         parts.workers.post(LOADING)

@@ -58,7 +58,7 @@ def read_dockerfile() -> list[Instruction]:
 
 
 def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
-    """Each build stage's instructions, from its FROM on; the last one is the image."""
+    """Each build stage's instructions, from its FROM on; the last one is the default target."""
     found: list[list[Instruction]] = []
     for instruction in instructions:
         if instruction.keyword == "FROM":
@@ -66,6 +66,24 @@ def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
         if found:
             found[-1].append(instruction)
     return found
+
+
+def stage_name(stage: list[Instruction]) -> str:
+    words = stage[0].arguments.split()
+    return words[-1] if len(words) >= 3 and words[-2].upper() == "AS" else ""
+
+
+def stage_base(stage: list[Instruction]) -> str:
+    return stage[0].arguments.split()[0]
+
+
+def target(name: str) -> list[Instruction]:
+    """What the image built with `--target name` runs: its stage after the stages it is built
+    FROM, first to last."""
+    by_name = {stage_name(stage): stage for stage in stages(DOCKERFILE)}
+    stage = by_name[name]
+    base = stage_base(stage)
+    return (target(base) if base in by_name else []) + stage
 
 
 def args_before_from(instructions: list[Instruction]) -> dict[str, str]:
@@ -107,7 +125,8 @@ def last(stage: list[Instruction], keyword: str) -> Instruction:
 
 
 DOCKERFILE = read_dockerfile()
-IMAGE_STAGE = stages(DOCKERFILE)[-1]
+TARGETS = ("cpu", "gpu")
+IMAGE_STAGE = target("cpu")  # what both images share is checked on the default one
 IMAGE_ENV = stage_env(IMAGE_STAGE)
 
 
@@ -115,14 +134,22 @@ def test_python_version_is_a_build_arg_defaulting_to_3_11() -> None:
     assert args_before_from(DOCKERFILE).get("PYTHON_VERSION") == "3.11"
 
 
-def test_multi_stage_on_the_slim_python_image() -> None:
+def test_every_stage_stands_on_the_slim_python_image() -> None:
     all_stages = stages(DOCKERFILE)
-    assert len(all_stages) >= 2
+    names = {stage_name(stage) for stage in all_stages}
     for stage in all_stages:
-        assert stage[0].arguments.split()[0] == "python:${PYTHON_VERSION}-slim"
-    builder = all_stages[0][0].arguments.split()[-1]
-    copies = [i.arguments for i in IMAGE_STAGE if i.keyword == "COPY"]
-    assert any(f"--from={builder} /opt/venv" in arguments for arguments in copies)
+        base = stage_base(stage)
+        assert base == "python:${PYTHON_VERSION}-slim" or base in names
+
+
+def test_the_default_target_is_the_cpu_image() -> None:
+    assert stage_name(stages(DOCKERFILE)[-1]) == "cpu"
+
+
+@pytest.mark.parametrize(("name", "builder"), [("cpu", "builder"), ("gpu", "gpu-builder")])
+def test_each_image_copies_its_own_environment(name: str, builder: str) -> None:
+    copies = [i.arguments for i in target(name) if i.keyword == "COPY"]
+    assert [c for c in copies if "/opt/venv" in c] == [f"--from={builder} /opt/venv /opt/venv"]
 
 
 def test_runs_as_a_non_root_user() -> None:
@@ -164,26 +191,39 @@ def test_healthcheck_asks_the_server_with_python() -> None:
     compile(command[2], "<healthcheck>", "exec")  # a syntax error would mark it unhealthy forever
 
 
-def test_installs_only_the_runtime_dependencies() -> None:
+def pip_installs(instructions: list[Instruction]) -> list[str]:
+    return [
+        command.strip()
+        for instruction in instructions
+        if instruction.keyword == "RUN"
+        for command in instruction.arguments.split("&&")
+        if "pip install" in command
+    ]
+
+
+def test_the_cpu_image_installs_the_core_and_the_gpu_image_adds_torch() -> None:
     runs = " ".join(i.arguments for i in DOCKERFILE if i.keyword == "RUN")
-    assert "pip install" in runs
+    assert "project['dependencies']" in runs
+    assert "project['optional-dependencies']['torch']" in runs
     for extra in PYPROJECT["project"]["optional-dependencies"]:
-        assert f"[{extra}]" not in runs
-    assert "optional-dependencies" not in runs
-    assert "['project']['dependencies']" in runs
+        assert f"[{extra}]" not in runs  # never the train or dev extras
+    assert PYPROJECT["project"]["optional-dependencies"]["torch"] == ["torch>=2.14.1"]
+    assert not any(d.startswith("torch") for d in PYPROJECT["project"]["dependencies"])
+    builder = target("builder")
+    gpu_builder = target("gpu-builder")
+    assert not any("torch.txt" in command for command in pip_installs(builder))
+    added = pip_installs(gpu_builder)[len(pip_installs(builder)) :]
+    assert added == ['pip install --index-url "$TORCH_INDEX_URL" -r /tmp/torch.txt']
 
 
-def test_package_indexes_are_build_args_defaulting_to_pypi() -> None:
-    builder_args = stage_args(stages(DOCKERFILE)[0])
-    assert builder_args["TORCH_INDEX_URL"] == PYPI
-    assert builder_args["PIP_INDEX_URL"] == PYPI
-    for instruction in DOCKERFILE:
-        if instruction.keyword == "RUN" and "pip install" in instruction.arguments:
-            for command in instruction.arguments.split("&&"):
-                if "pip install" in command:
-                    index = re.search(r'--index-url "?\$\{?(\w+)', command)
-                    assert index, f"pip install without an overridable --index-url: {command}"
-                    assert index.group(1) in builder_args
+@pytest.mark.parametrize("name", ["builder", "gpu-builder"])
+def test_package_indexes_are_build_args_defaulting_to_pypi(name: str) -> None:
+    stage = stages(DOCKERFILE)[[stage_name(s) for s in stages(DOCKERFILE)].index(name)]
+    args = stage_args(stage)
+    for command in pip_installs(stage):
+        index = re.search(r'--index-url "?\$\{?(\w+)', command)
+        assert index, f"pip install without an overridable --index-url: {command}"
+        assert args[index.group(1)] == PYPI
 
 
 # ---- .dockerignore -----------------------------------------------------------------------------
@@ -413,7 +453,8 @@ def test_the_gpu_overlay_asks_for_one_gpu_and_keeps_the_rest() -> None:
     assert env_of(gpu_container)["SERVE_DEVICE"] == "cuda"
     assert env_of(base_container)["SERVE_DEVICE"] == "cpu"
     assert env_of(gpu_container).keys() == env_of(base_container).keys()
-    assert gpu_container["image"] == base_container["image"]
+    assert base_container["image"] == f"mlp-serve:{PYPROJECT['project']['version']}-cpu"
+    assert gpu_container["image"] == f"mlp-serve:{PYPROJECT['project']['version']}-gpu"
     assert gpu_container["readinessProbe"] == base_container["readinessProbe"]
 
 
@@ -422,8 +463,10 @@ def test_manifests_deploy_this_version() -> None:
     container = find(render_kustomization(KUSTOMIZE_BASE), "Deployment")["spec"]["template"][
         "spec"
     ]["containers"][0]
-    assert container["image"] == f"mlp-serve:{version}"
-    assert kserve_container()["image"] == f"mlp-serve:{version}"
+    assert container["image"] == f"mlp-serve:{version}-cpu"
+    assert kserve_container()["image"] == f"mlp-serve:{version}-cpu"
+    [grpc_runtime] = load_documents(KSERVE / "servingruntime-grpc.yaml")
+    assert grpc_runtime["spec"]["containers"][0]["image"] == f"mlp-serve:{version}-cpu"
 
 
 # ---- KServe ------------------------------------------------------------------------------------

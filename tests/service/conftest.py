@@ -52,14 +52,19 @@ class Server:
         return self.process.returncode
 
 
-def start_server(models: Path, log_path: Path, **settings: str) -> Server:
+def start_server(
+    models: Path, log_path: Path, *, python_path: Path | None = None, **settings: str
+) -> Server:
     """`python -m service` bound to 127.0.0.1 with SERVE_* settings; returns once it is ready.
 
     The port is 0 (the kernel picks a free one at bind time) and read back from the server's
-    log, as the benchmarks start it (`bench.launch`)."""
+    log, as the benchmarks start it (`bench.launch`). `python_path` goes first on PYTHONPATH
+    (a `sitecustomize` there runs before the server)."""
     settings.setdefault("drain_delay_s", "0")  # tests that drain set their own delay
     settings.setdefault("grpc_port", "0")  # gRPC's own tests ask for it
     env = {**os.environ, **{f"SERVE_{k.upper()}": v for k, v in settings.items()}}
+    if python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(python_path), str(ROOT)]))
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0"]
     process, base_url = launch(
         [*command, "--models", str(models), "--device", "cpu"],

@@ -62,7 +62,8 @@ def post(server: Server, path: str, body: dict) -> httpx.Response:
 
 def stats(server: Server, name: str) -> dict[str, int]:
     with server.client() as client:
-        return client.get(f"/v1/models/{name}").json()["stats"]["1"]
+        status = client.get(f"/v1/models/{name}").json()
+        return status["stats"][status["default_version"]]
 
 
 def test_iris_waits_for_more_rows(short_server: Server) -> None:

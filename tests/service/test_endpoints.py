@@ -23,20 +23,25 @@ def test_v1_model_status_carries_card_and_versions(http) -> None:  # type: ignor
     body = http.get("/v1/models/iris").json()
     assert body["name"] == "iris"
     assert body["ready"] is True
-    assert body["versions"] == ["1"]
-    assert body["default_version"] == "1"
+    assert body["versions"] == ["1", "2"]
+    assert body["default_version"] == "2"
     assert body["card"]["task"] == "classification"
     assert body["card"]["output"]["class_names"] == ["setosa", "versicolor", "virginica"]
     assert body["card"]["metrics"]["test_accuracy"] >= 0.96
-    assert body["stats"]["1"]["max_batch_size"] == 256
+    assert body["stats"]["2"]["max_batch_size"] == 256
+    assert (body["stats"]["2"]["runtime"], body["stats"]["2"]["device"]) == ("onnxruntime", "cpu")
+    assert body["stats"]["1"]["runtime"] == "torchscript"  # no ONNX file in version 1
 
 
-@pytest.mark.parametrize("path", ["/v1/models/iris:predict", "/v1/models/iris/versions/1:predict"])
-def test_v1_predict_iris(http, path: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("path", "version"),
+    [("/v1/models/iris:predict", "2"), ("/v1/models/iris/versions/1:predict", "1")],
+)
+def test_v1_predict_iris(http, path: str, version: str) -> None:  # type: ignore[no-untyped-def]
     response = http.post(path, json={"instances": IRIS_ROWS})
     assert response.status_code == 200
     body = response.json()
-    assert (body["model_name"], body["model_version"]) == ("iris", "1")
+    assert (body["model_name"], body["model_version"]) == ("iris", version)
     assert [p["label"] for p in body["predictions"]] == IRIS_LABELS
     assert [p["class_name"] for p in body["predictions"]] == ["setosa", "versicolor", "virginica"]
     for prediction in body["predictions"]:
@@ -86,13 +91,19 @@ def test_v2_server_metadata_and_health(http) -> None:  # type: ignore[no-untyped
     assert http.get("/v2/health/ready").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/v2/models/mnist", "/v2/models/mnist/versions/1"])
-def test_v2_model_metadata(http, path: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("path", "platform"),
+    [
+        ("/v2/models/mnist", "onnxruntime_onnx"),  # the default version has an ONNX file
+        ("/v2/models/mnist/versions/1", "pytorch_libtorch"),
+    ],
+)
+def test_v2_model_metadata(http, path: str, platform: str) -> None:  # type: ignore[no-untyped-def]
     meta = http.get(path).json()
     assert meta == {
         "name": "mnist",
-        "versions": ["1", "2"],
-        "platform": "pytorch_libtorch",
+        "versions": ["1", "2", "3"],
+        "platform": platform,
         "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 784]}],
         "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}],
     }
@@ -123,7 +134,7 @@ def test_v2_infer_json(http, datatype: str, data: list) -> None:  # type: ignore
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == "req-7"
-    assert (body["model_name"], body["model_version"]) == ("iris", "1")
+    assert (body["model_name"], body["model_version"]) == ("iris", "2")
     (output,) = body["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("OUTPUT__0", "FP32", [3, 3])
     probabilities = np.array(output["data"]).reshape(3, 3)

@@ -33,7 +33,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def test_counters_histograms_and_gauges_move_with_requests(http: httpx.Client) -> None:
-    iris = {"model": "iris", "version": "1"}
+    iris = {"model": "iris", "version": "2"}
     before = scrape(http)
     for rows in (1, 3):
         answer = http.post("/v1/models/iris:predict", json={"instances": [IRIS_ROW] * rows})

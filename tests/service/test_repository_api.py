@@ -13,6 +13,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from modelrepo import layout
 from tests.conftest import copy_bundled
 from tests.service.conftest import Server, start_server, wait_until
 from tests.service.fixture_models import Gate, write_gated_model
@@ -32,6 +33,14 @@ def add_version(root: Path, source: Path, name: str, version: int) -> Path:
     return target
 
 
+def first_iris_only(root: Path) -> Path:
+    """`root` with the first bundled iris version alone, for versions to be added to."""
+    copy_bundled(root, "iris")
+    for version_dir in layout.version_dirs(root / "iris")[1:]:
+        shutil.rmtree(version_dir)
+    return root
+
+
 def index(http: httpx.Client) -> dict[tuple[str, str], tuple[str, str]]:
     rows = http.post("/v2/repository/index").json()
     return {(row["name"], row["version"]): (row["state"], row["reason"]) for row in rows}
@@ -39,7 +48,7 @@ def index(http: httpx.Client) -> dict[tuple[str, str], tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, Gate]]:
-    root = copy_bundled(tmp_path_factory.mktemp("lifecycle") / "models", "iris")
+    root = first_iris_only(tmp_path_factory.mktemp("lifecycle") / "models")
     gate = Gate(tmp_path_factory.mktemp("gate") / "gate.bin")
     write_gated_model(root, gate, max_batch_size=4)
     server = start_server(root, tmp_path_factory.mktemp("log") / "server.log")
@@ -75,7 +84,7 @@ def test_a_new_version_is_loaded_verified_and_takes_the_traffic(lifecycle) -> No
 @pytest.fixture
 def iris_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     """A server of its own over iris alone, for tests that change what it serves."""
-    root = copy_bundled(tmp_path / "models", "iris")
+    root = first_iris_only(tmp_path / "models")
     server = start_server(root, tmp_path / "server.log")
     yield server, root
     assert server.stop() == 0
@@ -180,7 +189,7 @@ def test_tritonclient_drives_the_repository(lifecycle) -> None:  # type: ignore[
 
 
 def test_polling_picks_up_new_and_removed_models(tmp_path: Path) -> None:
-    root = copy_bundled(tmp_path / "models", "iris")
+    root = first_iris_only(tmp_path / "models")
     server = start_server(root, tmp_path / "server.log", poll_interval_s="0.1")
     try:
         with server.client() as http:

@@ -1,5 +1,6 @@
-"""The runtime's batch path: one stacking into the staging buffer, one transfer each way, and
-one output row per input row or the batch fails."""
+"""The runtime seam: each backend stacks a batch into its staging buffer once, answers one
+output row per input row or fails the batch, and both give the same answers for every bundled
+model."""
 
 from __future__ import annotations
 
@@ -7,23 +8,29 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper
 from torch import nn
 
-from modelrepo import torchscript
-from service.runtime import OutputMismatch, TorchScriptRuntime
+from modelrepo import layout, torchscript
+from modelrepo.card import ModelCard
+from service.onnx_runtime import OnnxRuntime
+from service.runtime import OutputMismatch, RuntimeUnavailable, open_runtime, warm_up
+from service.torchscript_runtime import TorchScriptRuntime
+from tests.conftest import MODELS_DIR
 
 
 def load_iris(repo: Path, device: str) -> TorchScriptRuntime:
-    runtime = TorchScriptRuntime.load(repo / "iris" / "1" / "model.pt", torch.device(device), 64, 4)
-    runtime.warm_up()
+    runtime = TorchScriptRuntime.load(repo / "iris" / "1" / "model.pt", device, 64, 4)
+    warm_up(runtime)
     return runtime
 
 
-def blocks() -> list[np.ndarray]:
+def blocks(features: int = 4) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [rng.random((n, 4), dtype=np.float32) * 5 for n in (1, 3, 2)]
+    return [rng.random((n, features), dtype=np.float32) * 5 for n in (1, 3, 2)]
 
 
 def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
@@ -33,6 +40,44 @@ def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
         expected = runtime.module(torch.from_numpy(np.concatenate(blocks()))).numpy()
     np.testing.assert_allclose(outputs, expected, rtol=1e-6)
     assert not runtime._staging.is_pinned()
+
+
+def test_a_batch_above_the_staging_buffer_is_refused(tiny_repo: Path) -> None:
+    runtime = TorchScriptRuntime.load(tiny_repo / "iris" / "1" / "model.pt", "cpu", 5, 4)
+    with pytest.raises(ValueError, match="batch of 6 rows exceeds max_batch_size"):
+        runtime.run_batch(blocks())
+
+
+def bundled_with_onnx() -> list[Path]:
+    """Every bundled version that carries an ONNX file beside its TorchScript one."""
+    return [
+        version_dir
+        for name in layout.model_names(MODELS_DIR)
+        for version_dir in layout.version_dirs(MODELS_DIR / name)
+        if (version_dir / layout.ONNX_FILE).is_file()
+    ]
+
+
+def test_every_bundled_model_has_an_onnx_version() -> None:
+    assert {path.parent.name for path in bundled_with_onnx()} == set(layout.model_names(MODELS_DIR))
+
+
+@pytest.mark.parametrize("version_dir", bundled_with_onnx(), ids=lambda p: p.parent.name)
+def test_both_runtimes_answer_the_same_rows(version_dir: Path) -> None:
+    card = ModelCard.model_validate_json((version_dir / layout.CARD_FILE).read_text())
+    features = card.input.features
+    rng = np.random.default_rng(1)
+    if card.input.image is not None:  # pixels in [0, 1]
+        rows = rng.random((300, features), dtype=np.float32)
+    else:  # the training data's scale: standard normal features (iris: cm, 0-8)
+        rows = np.abs(rng.standard_normal((300, features), dtype=np.float32)) * 3
+    answers = {}
+    for name, file_name in (("torchscript", layout.MODEL_FILE), ("onnxruntime", layout.ONNX_FILE)):
+        runtime = open_runtime(name, version_dir / file_name, "cpu", 300, features, 1)
+        assert runtime.name == name
+        answers[name] = runtime.run_batch([rows[:1], rows[1:64], rows[64:]])
+    assert answers["onnxruntime"].shape == (300, card.output.width)
+    assert np.abs(answers["onnxruntime"] - answers["torchscript"]).max() <= 1e-5
 
 
 class DropsLastRow(nn.Module):
@@ -52,14 +97,73 @@ class Scalar(nn.Module):
         (Scalar(), "the model returned a scalar for 6 input rows"),
     ],
 )
-def test_a_model_that_answers_other_rows_fails_the_batch(
+def test_a_torchscript_model_that_answers_other_rows_fails_the_batch(
     tmp_path: Path, module: nn.Module, message: str
 ) -> None:
     path = tmp_path / "model.pt"
     torchscript.save(torchscript.script(module), path)
-    runtime = TorchScriptRuntime.load(path, torch.device("cpu"), 8, 4)
+    runtime = TorchScriptRuntime.load(path, "cpu", 8, 4)
     with pytest.raises(OutputMismatch, match=message):
         runtime.run_batch(blocks())
+
+
+def onnx_graph(path: Path, *nodes: onnx.NodeProto, output_shape: list, initializers=()) -> Path:
+    """A one-input, one-output float graph written to `path`."""
+    graph = helper.make_graph(
+        list(nodes),
+        "fixture",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, output_shape)],
+        initializer=list(initializers),
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def drops_last_row(path: Path) -> Path:
+    bounds = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", -1))]
+    node = helper.make_node("Slice", ["INPUT__0", "s", "e"], ["OUTPUT__0"])
+    return onnx_graph(path, node, output_shape=["rows", 4], initializers=bounds)
+
+
+def scalar(path: Path) -> Path:
+    node = helper.make_node("ReduceSum", ["INPUT__0"], ["OUTPUT__0"], keepdims=0)
+    return onnx_graph(path, node, output_shape=[])
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (drops_last_row, "the model returned 5 output rows for 6 input rows"),
+        (scalar, "the model returned a scalar for 6 input rows"),
+    ],
+)
+def test_an_onnx_model_that_answers_other_rows_fails_the_batch(
+    tmp_path: Path, write, message: str
+) -> None:
+    runtime = OnnxRuntime.load(write(tmp_path / "model.onnx"), 8, 4)
+    with pytest.raises(OutputMismatch, match=message):
+        runtime.run_batch(blocks())
+
+
+def test_an_onnx_graph_of_another_width_is_refused(tmp_path: Path) -> None:
+    path = onnx_graph(
+        tmp_path / "model.onnx",
+        helper.make_node("Identity", ["INPUT__0"], ["OUTPUT__0"]),
+        output_shape=["batch", 4],
+    )
+    with pytest.raises(ValueError, match="the graph takes 4 features, the card 5"):
+        OnnxRuntime.load(path, 8, 5)
+
+
+def test_a_missing_backend_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.runtime.installed", lambda name: name != "torchscript")
+    with pytest.raises(
+        RuntimeUnavailable, match=r"model.pt needs torch: pip install 'mlp-serve\[torch\]'"
+    ):
+        open_runtime("torchscript", tmp_path / "model.pt", "cpu", 8, 4, 1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")

@@ -27,7 +27,8 @@ def test_health_and_metadata(client) -> None:  # type: ignore[no-untyped-def]
     assert client.is_model_ready("iris", "1")
     assert not client.is_model_ready("corrupt")
     meta = client.get_model_metadata("iris")
-    assert meta["platform"] == "pytorch_libtorch"
+    assert meta["platform"] == "onnxruntime_onnx"
+    assert client.get_model_metadata("iris", "1")["platform"] == "pytorch_libtorch"
     assert meta["inputs"][0] == {"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 4]}
     assert client.get_server_metadata()["name"] == "mlp-serve"
 

@@ -19,9 +19,9 @@ from tests.service.conftest import start_server, wait_until
 
 OK_REQUESTS = (
     "mlp_serve_inference_requests_total"
-    '{endpoint="v1/predict",model="iris",status="200",version="1"}'
+    '{endpoint="v1/predict",model="iris",status="200",version="2"}'
 )
-ROWS = 'mlp_serve_inference_rows_total{model="iris",version="1"}'
+ROWS = 'mlp_serve_inference_rows_total{model="iris",version="2"}'
 
 
 def test_two_workers_serve_with_the_settings_from_the_environment(

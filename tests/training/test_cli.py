@@ -24,10 +24,15 @@ def load_card(version_dir: Path) -> ModelCard:
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_cli_writes_a_complete_version(tiny_repo: Path, name: str) -> None:
     version_dir = tiny_repo / name / "1"
-    assert sorted(p.name for p in version_dir.iterdir()) == ["card.json", "curves.png", "model.pt"]
+    files = ["card.json", "curves.png", "model.onnx", "model.pt"]
+    assert sorted(p.name for p in version_dir.iterdir()) == files
     card = load_card(version_dir)
     assert (card.name, card.version) == (name, 1)
     assert card.sha256 == hashlib.sha256((version_dir / "model.pt").read_bytes()).hexdigest()
+    assert card.files == {
+        file: hashlib.sha256((version_dir / file).read_bytes()).hexdigest()
+        for file in ("model.pt", "model.onnx", "curves.png")
+    }
     assert card.input.name == "INPUT__0"
     assert card.output.name == "OUTPUT__0"
     assert card.input.datatype == "FP32"
@@ -139,7 +144,7 @@ def test_strict_fails_when_a_bar_is_missed(tmp_path: Path) -> None:
         (["nonsense"], "invalid choice: 'nonsense'"),
         (["iris", "--epochs", "0"], "must be a positive integer"),
         (["iris", "--lr", "-1"], "must be a positive number"),
-        (["iris", "--device", "mps"], "unsupported device"),
+        (["iris", "--device", "mps"], "unknown device 'mps'"),
         (["iris", "--device", "banana"], "unknown device"),
     ],
 )

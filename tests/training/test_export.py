@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import onnx
+import onnxruntime
 import pytest
 import torch
 from tritonclient.grpc import model_config_pb2
@@ -40,6 +42,41 @@ def test_roundtrip_is_verified_and_a_mismatch_is_an_error(tmp_path: Path) -> Non
         model.net[0].bias += 1.0  # the eager model drifts away from the artifact
     with pytest.raises(export.ExportMismatch):
         export.verify_roundtrip(model, path, splits.test.x.repeat(3, 1))
+
+
+def test_onnx_export_is_verified_and_a_mismatch_is_an_error(tmp_path: Path) -> None:
+    splits = data.load_iris(seed=0)
+    model = build_model(IRIS, splits.train)
+    path = tmp_path / "model.onnx"
+    export.export_onnx(model, path, splits.test.x)
+    assert export.verify_onnx(model, path, splits.test.x.repeat(3, 1)) <= 1e-5
+    with torch.no_grad():
+        model.net[0].bias += 1.0
+    with pytest.raises(export.ExportMismatch, match="ONNX"):
+        export.verify_onnx(model, path, splits.test.x.repeat(3, 1))
+
+
+def test_onnx_file_has_a_dynamic_batch_and_tritons_tensor_names(tmp_path: Path) -> None:
+    splits = data.load_iris(seed=0)
+    model = build_model(IRIS, splits.train).eval()
+    path = tmp_path / "model.onnx"
+    export.export_onnx(model, path, splits.test.x)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["INPUT__0"]
+    assert [o.name for o in graph.output] == ["OUTPUT__0"]
+    batch, features = graph.input[0].type.tensor_type.shape.dim
+    assert batch.dim_param
+    assert not batch.HasField("dim_value")
+    assert features.dim_value == 4
+    assert not any(t.external_data for t in graph.initializer)  # one self-contained file
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for rows in (1, 7, 300):
+        x = torch.rand(rows, 4) * 8
+        (answer,) = session.run(None, {"INPUT__0": x.numpy()})
+        with torch.inference_mode():
+            expected = model(x).numpy()
+        assert answer.shape == (rows, 3)
+        assert abs(answer - expected).max() <= 1e-5  # normalisation and softmax inside
 
 
 def test_exported_module_needs_only_torch_jit(tmp_path: Path) -> None:

@@ -149,6 +149,8 @@ def model_status(entry: ModelEntry) -> V1ModelStatus:
         if model.batcher is not None:
             counters = model.batcher.stats
             stats[str(version)] = VersionStats(
+                runtime=model.runtime.name,
+                device=model.runtime.device,
                 rows_inferred=counters.rows_inferred,
                 batches=counters.batches,
                 queued_rows=counters.queued_rows,

@@ -74,12 +74,13 @@ def test_model_metadata_and_config_match_http(
         over_http = http.get("/v2/models/mnist").json()
     assert metadata["name"] == over_http["name"]
     assert metadata["versions"] == over_http["versions"]
-    assert metadata["platform"] == over_http["platform"] == "pytorch_libtorch"
+    assert metadata["platform"] == over_http["platform"] == "onnxruntime_onnx"  # the default
+    assert client.get_model_metadata("mnist", "1").platform == "pytorch_libtorch"  # no ONNX file
     assert metadata["inputs"] == [{"name": "INPUT__0", "datatype": "FP32", "shape": ["-1", "784"]}]
     config = client.get_model_config("mnist").config
     assert (config.name, config.platform, config.max_batch_size) == (
         "mnist",
-        "pytorch_libtorch",
+        "onnxruntime_onnx",
         1024,
     )
     assert list(config.input[0].dims) == [784]
@@ -93,7 +94,7 @@ def test_infer_answers_what_http_answers(
     with grpc_server[0].client() as http:
         np.testing.assert_allclose(result.as_numpy("OUTPUT__0"), expected_iris(http), rtol=1e-6)
     response = result.get_response()
-    assert (response.model_name, response.model_version, response.id) == ("iris", "1", "r1")
+    assert (response.model_name, response.model_version, response.id) == ("iris", "2", "r1")
 
 
 @pytest.mark.parametrize(
@@ -292,8 +293,14 @@ def test_http_model_config_is_the_grpc_one(
     http_url = grpc_server[0].base_url.removeprefix("http://")
     with triton_http.InferenceServerClient(http_url) as http_client:
         over_http = http_client.get_model_config("iris")
-        versioned = http_client.get_model_config("iris", "1")
+        versioned = http_client.get_model_config("iris", "2")
+        torchscript = http_client.get_model_config("iris", "1")
     assert over_http == versioned
+    assert (over_http["platform"], torchscript["platform"]) == (
+        "onnxruntime_onnx",
+        "pytorch_libtorch",
+    )
+    assert {**torchscript, "platform": "onnxruntime_onnx"} == over_http
     assert over_http["input"] == [{"name": "INPUT__0", "data_type": "TYPE_FP32", "dims": [4]}]
     assert over_http["max_batch_size"] == 256
     as_message = json_format.ParseDict(over_http, triton.model_config_pb2.ModelConfig())
@@ -346,7 +353,7 @@ def test_statistics_over_http_and_grpc(
 
     http_url = grpc_server[0].base_url.removeprefix("http://")
     with triton_http.InferenceServerClient(http_url) as http_client:
-        before = http_client.get_inference_statistics("regression")["model_stats"][0]
+        before = http_client.get_inference_statistics("regression", "2")["model_stats"][0]
         x = triton_http.InferInput("INPUT__0", [3, 500], "FP32")
         x.set_data_from_numpy(np.zeros((3, 500), np.float32))
         http_client.infer("regression", [x])
@@ -354,9 +361,9 @@ def test_statistics_over_http_and_grpc(
         bad.set_data_from_numpy(np.full((1, 500), np.nan, np.float32))
         with pytest.raises(InferenceServerException):
             http_client.infer("regression", [bad])
-        after = http_client.get_inference_statistics("regression", "1")["model_stats"][0]
+        after = http_client.get_inference_statistics("regression", "2")["model_stats"][0]
         every = http_client.get_inference_statistics()["model_stats"]
-    assert (after["name"], after["version"]) == ("regression", "1")
+    assert (after["name"], after["version"]) == ("regression", "2")
     assert after["inference_count"] == before["inference_count"] + 3
     assert after["execution_count"] == before["execution_count"] + 1
     stats, was = after["inference_stats"], before["inference_stats"]
@@ -368,8 +375,8 @@ def test_statistics_over_http_and_grpc(
     # perf_analyzer refuses statistics whose compute phases count differently
     phases = ("compute_input", "compute_infer", "compute_output")
     assert len({stats[phase]["count"] for phase in phases}) == 1
-    assert {(s["name"], s["version"]) for s in every} >= {("iris", "1"), ("regression", "1")}
-    over_grpc = client.get_inference_statistics("regression", as_json=True)["model_stats"][0]
+    assert {(s["name"], s["version"]) for s in every} >= {("iris", "1"), ("regression", "2")}
+    over_grpc = client.get_inference_statistics("regression", "2", as_json=True)["model_stats"][0]
     assert int(over_grpc["inference_count"]) == after["inference_count"]
 
 

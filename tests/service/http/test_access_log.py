@@ -29,7 +29,7 @@ def test_incoming_request_id_is_echoed_and_logged(server: Server, http: httpx.Cl
         "/v1/models/iris:predict",
         200,
     )
-    assert (line["model"], line["version"], line["batch_size"]) == ("iris", 1, 1)
+    assert (line["model"], line["version"], line["batch_size"]) == ("iris", 2, 1)
     assert line["latency_ms"] > 0
 
 
@@ -49,7 +49,10 @@ def test_startup_lines_are_json_and_name_device_and_batching(server: Server) -> 
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     loaded = next(line for line in lines if line["message"] == "repository loaded")
     assert loaded["device"] == "cpu"
-    assert loaded["models"]["iris"] == [1]
-    iris = next(line for line in lines if line["message"] == "model iris version 1 ready")
-    assert iris["max_batch_size"] == 256
+    assert loaded["models"]["iris"] == [1, 2]
+    assert loaded["runtimes"]["iris/1"] == "torchscript on cpu"
+    assert loaded["runtimes"]["iris/2"] == "onnxruntime on cpu"
+    ready = "model iris version 2 ready (onnxruntime on cpu)"
+    iris = next(line for line in lines if line["message"] == ready)
+    assert (iris["runtime"], iris["device"], iris["max_batch_size"]) == ("onnxruntime", "cpu", 256)
     assert not [line for line in server.log().splitlines() if line and not line.startswith("{")]

@@ -64,16 +64,17 @@ def test_highest_version_is_the_default_and_all_are_addressable(tmp_path: Path) 
     with TestClient(create_app(Settings(models=root, device="cpu"))) as client:
         wait_ready(client)
         status = client.get("/v1/models/iris").json()
-        assert (status["versions"], status["default_version"]) == (["1", "3"], "3")
+        assert (status["versions"], status["default_version"]) == (["1", "2", "3"], "3")
         rows = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
         assert client.post("/v1/models/iris:predict", json=rows).json()["model_version"] == "3"
         pinned = client.post("/v1/models/iris/versions/1:predict", json=rows)
         assert pinned.json()["model_version"] == "1"
-        assert client.get("/v2/models/iris").json()["versions"] == ["1", "3"]
+        assert client.get("/v2/models/iris").json()["versions"] == ["1", "2", "3"]
 
 
 def test_card_that_lies_about_its_place_is_not_loaded(tmp_path: Path) -> None:
     root = copy_bundled(tmp_path / "models", "iris")
+    shutil.rmtree(root / "iris" / "2")
     shutil.move(root / "iris" / "1", root / "iris" / "2")
     with TestClient(create_app(Settings(models=root, device="cpu"))) as client:
         wait_ready(client)
