@@ -67,7 +67,9 @@ class _Pending:
 
     __slots__ = ("batch_rows", "enqueued_at", "future", "queued_at", "rows", "started", "withdrawn")
 
-    def __init__(self, rows: np.ndarray, future: asyncio.Future[np.ndarray], now: float) -> None:
+    def __init__(
+        self, rows: np.ndarray, future: asyncio.Future[np.ndarray] | None, now: float
+    ) -> None:
         self.rows = rows
         self.future = future
         self.enqueued_at = now  # loop time, for the queue delay
@@ -85,6 +87,7 @@ class BatcherStats:
     batches: int = 0
     failed_batches: int = 0
     queued_rows: int = 0
+    inline_requests: int = 0  # run on the event loop, alone (a batch of their own each)
 
 
 class DynamicBatcher:
@@ -96,9 +99,11 @@ class DynamicBatcher:
         max_batch_size: int,
         max_queue_delay_s: float,
         max_queue_size: int,
+        inline_max_rows: int = 0,
         observer: BatchObserver | None = None,
     ) -> None:
         self.name = name
+        self.inline_max_rows = inline_max_rows
         self.observer = observer
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
@@ -110,6 +115,7 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._busy = False  # a batch is on the worker thread
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -142,15 +148,20 @@ class DynamicBatcher:
 
     # the client side ---------------------------------------------------------------------
 
-    async def infer(self, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+    async def infer(self, rows: np.ndarray, timeout_s: float, alone: bool = False) -> np.ndarray:
         """Queue `rows` (N, features) and wait for their outputs (N, ...), in order.
 
         Rows beyond `max_batch_size` are split into several queue entries. Raises Overloaded
         when the queue is full, TimedOut after `timeout_s`; on either, or when the caller is
-        cancelled, entries whose batch has not started leave the queue.
+        cancelled, entries whose batch has not started leave the queue. A request `alone` in
+        the server, of at most `inline_max_rows` rows, with nothing queued or running, runs
+        at once on the event loop: its forward pass is shorter than the hop to the worker
+        thread and back.
         """
         if self._closing:
             raise self._unavailable()
+        if alone and len(rows) <= self.inline_max_rows and not self._queue and not self._busy:
+            return self._infer_inline(rows)
         if self.stats.queued_rows + len(rows) > self.max_queue_size:
             raise Overloaded(
                 f"model {self.name} has {self.stats.queued_rows} rows queued "
@@ -179,6 +190,20 @@ class DynamicBatcher:
             answer = np.concatenate(outputs)
         if self.observer is not None:
             self.observer.request_served(batch_rows)
+        return answer
+
+    def _infer_inline(self, rows: np.ndarray) -> np.ndarray:
+        entry = _Pending(rows, None, 0.0)
+        entry.started = True
+        self.stats.inline_requests += 1
+        try:
+            answer = self._forward([entry])
+        except Exception as error:
+            raise InferenceFailed(
+                f"model {self.name} failed on this request: {summarize(error)}"
+            ) from None
+        if self.observer is not None:
+            self.observer.request_served(entry.batch_rows)
         return answer
 
     def _expire(self, pending: list[_Pending], timeout_s: float) -> None:
@@ -270,6 +295,13 @@ class DynamicBatcher:
     async def _execute(self, batch: list[_Pending]) -> None:
         if not batch:
             return
+        self._busy = True
+        try:
+            await self._execute_batch(batch)
+        finally:
+            self._busy = False
+
+    async def _execute_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         try:
             outputs = await loop.run_in_executor(self._executor, self._forward, batch)

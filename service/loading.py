@@ -22,10 +22,12 @@ from modelrepo.config import BatchingConfig, ModelConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from service.batching import DynamicBatcher, summarize
 from service.errors import ModelNotReady
+from service.in_flight import REQUESTS
 from service.runtime import (
     Runtime,
     RuntimeName,
     RuntimeUnavailable,
+    inline_rows,
     installed,
     open_runtime,
     warm_up,
@@ -52,6 +54,7 @@ class LoadPolicy:
     max_staging_bytes: int
     runtime: RuntimeChoice = "auto"
     threads: int = 1
+    inline_max_s: float = 0.0  # a lone request's forward pass may run on the event loop
     trusted: frozenset[str] | None = None
     trust_problem: str | None = None  # the trusted list itself cannot be used
 
@@ -61,13 +64,19 @@ class LoadedModel:
     sha256) and, once it serves, its batcher."""
 
     def __init__(
-        self, card: ModelCard, runtime: Runtime, batching: BatchingConfig, digest: str = ""
+        self,
+        card: ModelCard,
+        runtime: Runtime,
+        batching: BatchingConfig,
+        digest: str = "",
+        inline_rows: int = 0,
     ) -> None:
         self.card = card
         self.runtime = runtime
         self.batching = batching
         self.file = FILES[runtime.name]
         self.digest = digest or card.sha256
+        self.inline_rows = inline_rows  # rows a lone request may run on the event loop
         self.batcher: DynamicBatcher | None = None
 
     @property
@@ -82,7 +91,7 @@ class LoadedModel:
         """`rows` through this version's batcher (503 once it stopped serving)."""
         if self.batcher is None:
             raise ModelNotReady(f"model {self.name!r} version {self.version} is not serving")
-        return await self.batcher.infer(rows, timeout_s)
+        return await self.batcher.infer(rows, timeout_s, alone=REQUESTS.alone())
 
     def config(self) -> ModelConfig:
         """The configuration this version is served with, as Triton's ModelConfig: its
@@ -156,12 +165,13 @@ def _load_version(
         raise LoadError(str(error)) from None
     except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
         raise LoadError(f"{file_name} cannot be loaded: {first_line(error)}") from None
-    if policy.warmup:
-        try:
+    try:
+        if policy.warmup:
             warm_up(runtime)
-        except Exception as error:
-            raise LoadError(f"warm-up forward pass failed: {summarize(error)}") from None
-    return LoadedModel(card, runtime, batching, digest)
+        inline = inline_rows(runtime, policy.inline_max_s) if batching.max_queue_delay_s == 0 else 0
+    except Exception as error:
+        raise LoadError(f"warm-up forward pass failed: {summarize(error)}") from None
+    return LoadedModel(card, runtime, batching, digest, inline)
 
 
 def choose_runtime(card: ModelCard, policy: LoadPolicy) -> RuntimeName:

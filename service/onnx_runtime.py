@@ -27,6 +27,7 @@ class OnnxRuntime:
     name: RuntimeName = "onnxruntime"
     platform = "onnxruntime_onnx"
     device = "cpu"
+    inline_safe = True
 
     def __init__(self, session: onnxruntime.InferenceSession, max_rows: int, features: int) -> None:
         self.session = session

@@ -132,6 +132,7 @@ class ModelRegistry:
             self.settings.max_staging_bytes,
             runtime=self.settings.runtime,
             threads=self.settings.torch_threads,
+            inline_max_s=self.settings.inline_max_us / 1e6,
         )
         path = self.settings.trusted_hashes
         if path is None:
@@ -261,6 +262,7 @@ class ModelRegistry:
                 max_batch_size=model.batching.max_batch_size,
                 max_queue_delay_s=model.batching.max_queue_delay_s,
                 max_queue_size=self.settings.max_queue_size,
+                inline_max_rows=model.inline_rows,
                 observer=Observers(
                     metrics.for_version(model.name, model.version),
                     statistics.for_version(model.name, model.version),
@@ -283,6 +285,7 @@ class ModelRegistry:
                         "max_batch_size": model.batching.max_batch_size,
                         "max_queue_delay_ms": model.batching.max_queue_delay_s * 1e3,
                         "max_queue_size": self.settings.max_queue_size,
+                        "inline_max_rows": model.inline_rows,
                     }
                 },
             )

@@ -10,6 +10,8 @@ nothing here knows about queues, requests or HTTP.
 from __future__ import annotations
 
 import importlib.util
+import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -34,6 +36,9 @@ class Runtime(Protocol):
     platform: str  # Triton's name for what serves this model file
     device: str
     features: int
+    # Its forward time depends on the rows alone (a graph on the CPU, not code that may wait):
+    # a short one may run on the event loop (see `inline_rows`).
+    inline_safe: bool
 
     @property
     def max_rows(self) -> int: ...
@@ -81,6 +86,26 @@ def check_rows(answer: np.ndarray, rows: int) -> np.ndarray:
         got = "a scalar" if answer.ndim == 0 else f"{len(answer)} output rows"
         raise OutputMismatch(f"the model returned {got} for {rows} input rows")
     return answer
+
+
+def inline_rows(runtime: Runtime, limit_s: float, repeats: int = 5) -> int:
+    """The most rows, of the warm-up sizes, whose forward pass takes at most `limit_s` (the
+    median of `repeats`): what may run on the event loop. 0 for a runtime that may run code
+    whose time the rows do not bound (TorchScript), or with no limit."""
+    if not runtime.inline_safe or limit_s <= 0:
+        return 0
+    best = 0
+    for size in sorted(s for s in WARM_UP_SIZES if s <= runtime.max_rows):
+        block = [np.zeros((size, runtime.features), dtype=np.float32)]
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            runtime.run_batch(block)
+            times.append(time.perf_counter() - began)
+        if statistics.median(times) > limit_s:
+            break
+        best = size
+    return best
 
 
 def warm_up(runtime: Runtime) -> None:

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
         1, ge=1, description="intra-op threads per forward pass (TorchScript and ONNX Runtime)"
     )
 
+    inline_max_us: float = Field(
+        200.0,
+        ge=0,
+        description="a lone request on an idle ONNX Runtime model runs on the event loop when "
+        "its forward pass measured at most this long at load (0: never)",
+    )
+
     max_batch_size: int = Field(
         64,
         ge=1,

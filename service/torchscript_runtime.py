@@ -18,6 +18,7 @@ class TorchScriptRuntime:
 
     name: RuntimeName = "torchscript"
     platform = "pytorch_libtorch"
+    inline_safe = False  # a module may run any TorchScript code, and CUDA syncs
 
     def __init__(
         self, module: torch.jit.ScriptModule, device: torch.device, max_rows: int, features: int

@@ -26,6 +26,7 @@ SERVICE_LAYERS = {
     "service.statistics": 0,
     "service.metric_files": 0,
     "service.request_record": 0,
+    "service.in_flight": 0,
     "service.drain": 0,
     "service.fair_pool": 0,
     "service.workers": 0,

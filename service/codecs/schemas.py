@@ -91,6 +91,8 @@ class VersionStats(Struct):
     queued_rows: int
     max_batch_size: int
     max_queue_delay_ms: float
+    inline_max_rows: int = 0
+    inline_requests: int = 0
 
 
 class V1ModelStatus(Struct):

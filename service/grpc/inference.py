@@ -21,6 +21,7 @@ from service.api_key import check_key, presented_key
 from service.codecs import triton_grpc
 from service.errors import ModelNotReady, ServeError
 from service.grpc.status import status_of
+from service.in_flight import REQUESTS
 from service.logs import BatchedLines, json_line
 from service.request_record import RequestRecord, note_model, open_record
 from service.services import (
@@ -48,6 +49,7 @@ def rpc(guarded: bool) -> Callable[[Handler], Handler]:
         @functools.wraps(method)
         async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             began, record, status = time.perf_counter(), open_record(), 200
+            REQUESTS.requests += 1
             try:
                 if guarded and self.services.settings.api_key is not None:
                     check_key(self.services.settings, metadata_key(context))
@@ -67,6 +69,7 @@ def rpc(guarded: bool) -> Callable[[Handler], Handler]:
                     grpc.StatusCode.INTERNAL, "internal server error; the incident was logged"
                 )
             finally:
+                REQUESTS.requests -= 1
                 observe(record, name, status, time.perf_counter() - began)
 
         return handler

@@ -30,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
+from service.in_flight import REQUESTS
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_left = self.limits.max_header_bytes  # bytes the current head may still take
         self._deadline = math.inf  # loop time by which the client must have sent what we wait on
         self._timer: asyncio.TimerHandle | None = None
+        self._unanswered = 0  # requests of this connection counted in REQUESTS
 
     # --- connection ------------------------------------------------------------------------
 
@@ -184,6 +186,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        REQUESTS.requests -= self._unanswered  # no answer will complete them now
+        self._unanswered = 0
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
@@ -242,6 +246,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _TooManyHeaders  # before the app sees the request
         self._in_body = True
         self._head_left = UNLIMITED
+        self._unanswered += 1
+        REQUESTS.requests += 1
         HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
@@ -258,6 +264,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # this answer came before the body ended (then the body timeout still runs).
         if not self.pipeline and not self._in_body:
             self._deadline = self.loop.time() + self.limits.header_timeout_s
+        if self._unanswered:
+            self._unanswered -= 1
+            REQUESTS.requests -= 1
         HttpToolsProtocol.on_response_complete(self)
 
     # --- deadlines -------------------------------------------------------------------------

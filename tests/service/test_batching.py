@@ -19,6 +19,7 @@ class Model:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.threads: list[str] = []  # where each batch ran
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)
@@ -28,6 +29,7 @@ class Model:
         self.gate.wait(timeout=30)
         rows = np.concatenate(blocks)
         self.batches.append(len(rows))
+        self.threads.append(threading.current_thread().name)
         if (rows < 0).any():
             raise RuntimeError("negative input\nsecond line of a long trace")
         return rows * 2
@@ -277,6 +279,69 @@ def test_stop_after_its_timeout_answers_the_rest_with_503() -> None:
         await stopping
         with pytest.raises(Unavailable):  # its batch was cut short: answered, not lost
             await held
+
+    run(scenario)
+
+
+def test_a_lone_small_request_runs_on_the_event_loop() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=2) as batcher:
+            answer = await batcher.infer(rows(1, 2), 30, alone=True)
+            assert answer.ravel().tolist() == [2.0, 4.0]
+            assert model.threads == [threading.current_thread().name]
+            assert (batcher.stats.inline_requests, batcher.stats.batches) == (1, 1)
+            assert batcher.stats.rows_inferred == 2
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("inline_max_rows", "alone", "values"),
+    [(2, False, (1,)), (2, True, (1, 2, 3)), (0, True, (1,))],
+    ids=["with-company", "too-many-rows", "not-inline-safe"],
+)
+def test_other_requests_go_through_the_worker_thread(
+    inline_max_rows: int, alone: bool, values: tuple[float, ...]
+) -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=inline_max_rows) as batcher:
+            await batcher.infer(rows(*values), 30, alone=alone)
+            assert model.threads == ["infer-test_0"]
+            assert batcher.stats.inline_requests == 0
+
+    run(scenario)
+
+
+def test_a_lone_request_queues_while_a_batch_runs_or_rows_wait() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=4) as batcher:
+            held = await hold(batcher, model)
+            queued = asyncio.create_task(batcher.infer(rows(1), 30, alone=True))
+            await until_queued(batcher, 1)  # not run on the loop while the worker is busy
+            late = asyncio.create_task(batcher.infer(rows(2), 30, alone=True))
+            await until_queued(batcher, 2)  # nor ahead of rows already waiting
+            model.gate.set()
+            assert [(await t).item() for t in (held, queued, late)] == [0.0, 2.0, 4.0]
+            assert batcher.stats.inline_requests == 0
+            assert set(model.threads) == {"infer-test_0"}
+
+    run(scenario)
+
+
+def test_a_lone_request_that_fails_inline_gets_inference_failed() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=4) as batcher:
+            with pytest.raises(InferenceFailed, match="model test failed on this request"):
+                await batcher.infer(rows(-1), 30, alone=True)
+            assert (await batcher.infer(rows(3), 30, alone=True)).item() == 6.0
 
     run(scenario)
 

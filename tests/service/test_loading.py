@@ -124,3 +124,19 @@ def test_a_version_is_unchanged_until_the_file_it_runs_changes(iris: Path) -> No
     assert not unchanged(model, iris, BatchingConfig(max_batch_size=4, max_queue_delay_s=0.0))
     (iris / ONNX_FILE).write_bytes(b"changed")
     assert not unchanged(model, iris, BATCHING)
+
+
+def test_a_short_onnx_forward_pass_may_run_inline(iris: Path) -> None:
+    generous = policy(inline_max_s=10.0)
+    assert load_version(iris, "iris", BATCHING, generous).inline_rows == 8  # sizes 1, 2, 8
+    assert load_version(iris, "iris", BATCHING, policy()).inline_rows == 0  # no limit: never
+
+
+def test_torchscript_and_a_queue_delay_never_run_inline(iris: Path) -> None:
+    generous = policy(inline_max_s=10.0)
+    torchscript = load_version(
+        iris, "iris", BATCHING, policy(runtime="torchscript", inline_max_s=10.0)
+    )
+    assert torchscript.inline_rows == 0  # a module may run code that waits
+    waiting = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.001)
+    assert load_version(iris, "iris", waiting, generous).inline_rows == 0  # it asks to wait

@@ -156,6 +156,8 @@ def model_status(entry: ModelEntry) -> V1ModelStatus:
                 queued_rows=counters.queued_rows,
                 max_batch_size=model.batcher.max_batch_size,
                 max_queue_delay_ms=model.batcher.max_queue_delay_s * 1e3,
+                inline_max_rows=model.batcher.inline_max_rows,
+                inline_requests=counters.inline_requests,
             )
     return V1ModelStatus(
         name=entry.name,
