@@ -164,7 +164,10 @@ def _load_version(
     except RuntimeUnavailable as error:
         raise LoadError(str(error)) from None
     except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
-        raise LoadError(f"{file_name} cannot be loaded: {first_line(error)}") from None
+        reason = first_line(error).replace(f"{version_dir.resolve()}/", "")
+        raise LoadError(
+            f"{file_name} cannot be loaded: {reason.replace(f'{version_dir}/', '')}"
+        ) from None
     try:
         if policy.warmup:
             warm_up(runtime)

@@ -7,7 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from modelrepo.config import BatchingConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
@@ -140,3 +142,20 @@ def test_torchscript_and_a_queue_delay_never_run_inline(iris: Path) -> None:
     assert torchscript.inline_rows == 0  # a module may run code that waits
     waiting = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.001)
     assert load_version(iris, "iris", waiting, generous).inline_rows == 0  # it asks to wait
+
+
+def test_a_graph_onnx_runtime_refuses_is_a_load_error_without_the_path(iris: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["INPUT__0"], ["OUTPUT__0"])],
+        "unknown",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, ["batch", 3])],
+    )
+    onnx.save(helper.make_model(graph), str(iris / ONNX_FILE))
+    card = json.loads((iris / CARD_FILE).read_text())
+    card["files"][ONNX_FILE] = sha256_of(iris / ONNX_FILE)
+    (iris / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(LoadError, match=r"^model\.onnx cannot be loaded: ") as refused:
+        load_version(iris, "iris", BATCHING, policy())
+    assert "NoSuchOperator" in str(refused.value)
+    assert str(iris.parent.parent) not in str(refused.value)
