@@ -20,6 +20,7 @@ CARD_FILE = "card.json"
 MODEL_FILE = "model.pt"  # TorchScript: what Triton's PyTorch backend reads
 ONNX_FILE = "model.onnx"  # the same model as an ONNX graph, for ONNX Runtime
 CURVES_FILE = "curves.png"
+VERSION_DIR_MODE = 0o755
 
 
 def model_names(root: Path) -> list[str]:
@@ -58,9 +59,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def new_staging_dir(model_dir: Path) -> Path:
-    """An empty hidden directory beside the versions, to assemble the next one in."""
+    """An empty hidden directory beside the versions, to assemble the next one in; readable by
+    all, as a directory `mkdir` makes (mkdtemp's is its owner's only: a server running as
+    another user, as the container's does, could not read the version)."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    staging.chmod(VERSION_DIR_MODE)
+    return staging
 
 
 def publish(staging: Path, model_dir: Path, finish: Callable[[Path, int], None]) -> int:

@@ -53,3 +53,12 @@ def test_sha256_of_a_file(tmp_path: Path) -> None:
     assert layout.sha256_of(path) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_a_published_version_is_readable_by_other_users(tmp_path: Path) -> None:
+    """A server that runs as another user (the container's) reads what training published."""
+    staging = layout.new_staging_dir(tmp_path / "m")
+    (staging / "model.pt").write_bytes(b"weights")
+    version = layout.publish(staging, tmp_path / "m", lambda directory, number: None)
+    mode = (tmp_path / "m" / str(version)).stat().st_mode
+    assert mode & 0o755 == 0o755
