@@ -231,7 +231,7 @@ def test_an_answer_matches_what_is_shown_only_when_it_says_the_same(
 def inline_commands() -> list[str]:
     """`make ...`, `python -m ...` and `mlp-...` written inline in the prose."""
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", README, flags=re.M | re.S))
-    return [s for s in spans if re.match(r"(make \w|python -m \w|mlp-(train|serve)(?![\w-]))", s)]
+    return [s for s in spans if re.match(r"(make \w|python -m \w|mlp-(train|serve)(?![\w:-]))", s)]
 
 
 def block_commands(prefix: str) -> list[str]:
