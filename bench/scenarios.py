@@ -2,17 +2,19 @@
 
 A scenario is one request (endpoint + body) at one concurrency; each of its targets names the
 server and path that answer it for one system. The systems are the columns of the report:
-the project, the bare framework (the ceiling), the naive inline server and LitServe.
+the project, the two ceilings (the bare framework, and a bare ASGI callable: the limit of a
+Python server on the same uvicorn), the naive inline server and LitServe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SYSTEMS = ("project", "ceiling", "naive", "litserve")
+SYSTEMS = ("project", "ceiling", "raw", "naive", "litserve")
 SYSTEM_LABELS = {
     "project": "mlp-serve",
     "ceiling": "ceiling",
+    "raw": "raw ASGI",
     "naive": "naive",
     "litserve": "LitServe",
 }
@@ -47,8 +49,9 @@ class Goal:
 
 
 def everywhere(path: str, body: str, litserve: bool = False) -> dict[str, Target]:
-    """The same path and body on the project, the ceiling and the naive server (and LitServe)."""
-    targets = {system: Target(system, path, body) for system in ("project", "ceiling", "naive")}
+    """The same path and body on the project, both ceilings and the naive server (and LitServe)."""
+    systems = ("project", "ceiling", "raw", "naive")
+    targets = {system: Target(system, path, body) for system in systems}
     if litserve:
         targets["litserve"] = Target("litserve", "/predict", body)
     return targets
