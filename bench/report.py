@@ -77,7 +77,7 @@ def measured(
     if goal.metric == "ready_s":
         return ready_s
     if goal.metric == "rps_ratio":
-        return rps_ratios.get(goal.scenario, {}).get("ceiling")
+        return rps_ratios.get(goal.scenario, {}).get(goal.reference)
     return medians.get(goal.scenario, {}).get("project", {}).get(goal.metric)
 
 

@@ -17,7 +17,7 @@ from bench.__main__ import REFERENCE_MODULES, SERVERS, ensure_litserve
 from bench.bodies import IRIS_ROW, multipart_body, v1_json, v2_json
 from bench.ceiling import create_app
 from bench.harness import cpu_seconds, parse_wrk, process_tree, resident_bytes
-from bench.scenarios import SYSTEMS, Target, build_scenarios, select
+from bench.scenarios import GOALS, SYSTEMS, Target, build_scenarios, select
 from bench.serve_batching import make_repo
 
 IMAGE = b"\x89PNG\r\n--not-a-boundary"
@@ -122,6 +122,14 @@ def test_every_target_is_a_server_the_bench_starts() -> None:
     ]
 
 
+def test_every_goal_names_a_measured_scenario_and_reference() -> None:
+    names = {s.name for s in build_scenarios()}
+    for goal in GOALS:
+        assert goal.scenario in names or goal.metric == "ready_s", goal.label
+        assert goal.metric != "rps_ratio" or goal.reference in report.REFERENCES, goal.label
+    assert {g.reference for g in GOALS if g.metric == "rps_ratio"} == {"ceiling", "raw"}
+
+
 def test_unbatched_repo_turns_batching_off(tmp_path: Path) -> None:
     config = (make_repo(tmp_path, batching=False) / "iris" / "config.pbtxt").read_text()
     assert "max_batch_size: 1\n" in config
@@ -162,7 +170,10 @@ def test_summary_takes_medians_sums_errors_and_checks_goals() -> None:
     assert ratios["iris JSON c=64"]["litserve"] is None
     goals = {g["goal"]: g for g in report.check_goals(medians, ratios, ready_s=2.3)}
     assert goals["iris JSON c=64 >= 0.8 x ceiling req/s"]["pass"] is True
-    assert goals["iris JSON c=64 p99 <= 20 ms"]["pass"] is True
+    assert goals["iris JSON c=64 >= 0.5 x raw ASGI req/s"]["value"] == pytest.approx(0.5)
+    assert goals["iris JSON c=64 >= 0.5 x raw ASGI req/s"]["pass"] is True
+    assert goals["iris JSON c=1 >= 0.5 x raw ASGI req/s"]["pass"] is None
+    assert goals["iris JSON c=64 p99 <= 8 ms"]["pass"] is False
     assert goals["PNG 28x28 multipart c=64 >= 0.5 x multipart ceiling"]["pass"] is None
     assert goals["time to ready <= 5 s"]["pass"] is True
 
@@ -195,6 +206,8 @@ def test_markdown_lists_systems_ratios_and_what_was_not_measured(tmp_path: Path)
     )
     row = "| iris JSON c=64 | 6,500 | 8,000 | 13,000 | 3,000 | - | 0.81x | 0.50x | 2.17x | - |"
     assert row in markdown
+    assert "| iris JSON c=64 >= 0.5 x raw ASGI req/s | 0.50 | yes |" in markdown
+    assert "| iris JSON c=64 p99 <= 8 ms | 15.00 | **no** |" in markdown
     assert "| iris JSON c=64 | raw ASGI | 13,000 |" in markdown
     assert "**raw ASGI** (`bench/raw_asgi.py`)" in markdown
     assert "LitServe: not measured, exited: ValueError \\| pip failed |" in markdown
