@@ -52,7 +52,7 @@ format: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m training all --strict $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# Every scenario against the ceiling, naive and LitServe, reported in bench/runs/ (git-ignored);
+# Every scenario against both ceilings, naive and LitServe, reported in bench/runs/ (git-ignored);
 # `make bench ARGS=--quick` is a smoke run, `ARGS="--out bench/results"` replaces the committed report.
 bench: $(STAMP) $(PERF_ANALYZER)
 	$(BIN)/python -m bench $(ARGS)

@@ -1,13 +1,14 @@
-"""`python -m bench` (`make bench`): mlp-serve against the framework ceiling, naive and LitServe.
+"""`python -m bench` (`make bench`): mlp-serve against both ceilings, naive and LitServe.
 
     python -m bench [--seconds 10] [--rounds 3] [--only iris mnist] [--quick]
 
 Every scenario (bench/scenarios.py) is run with wrk on core 1 against each system's server on
 core 0: the project (`python -m service`, default settings), the bare Litestar ceiling
-(bench/ceiling.py), the naive inline server (bench/naive.py) and LitServe (bench/litserve_app.py,
-in its own venv bench/.venv-litserve, created on first use). Each round starts every server
-once, runs its scenarios (warm-up, then the measured run) and stops it; rounds alternate the
-order of the systems. Writes bench.{md,json} and bench_{rps,p99}.png to --out (bench/runs/).
+(bench/ceiling.py), the raw ASGI ceiling (bench/raw_asgi.py), the naive inline server
+(bench/naive.py) and LitServe (bench/litserve_app.py, in its own venv bench/.venv-litserve,
+created on first use). Each round starts every server once, runs its scenarios (warm-up, then
+the measured run) and stops it; rounds alternate the order of the systems. Writes
+bench.{md,json} and bench_{rps,p99}.png to --out (bench/runs/).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ LITSERVE_PACKAGES = ["litserve", "torch==2.14.1", "numpy"]
 PROJECT_ENV = {"SERVE_DRAIN_DELAY_S": "0", "SERVE_GRPC_PORT": "0"}  # HTTP alone, as before
 # A run that fails (wrk's error, the server gone) is reported, and the bench goes on.
 RUN_ERRORS = (subprocess.CalledProcessError, ValueError, OSError, httpx.HTTPError, KeyError)
-SERVERS = ("project", "project-unbatched", "ceiling", "naive", "litserve")
+SERVERS = ("project", "project-unbatched", "ceiling", "raw", "naive", "litserve")
+# The reference servers of this repository, by the module that serves each.
+REFERENCE_MODULES = {"ceiling": "bench.ceiling", "raw": "bench.raw_asgi", "naive": "bench.naive"}
 
 
 class Bench:
@@ -78,8 +81,8 @@ class Bench:
             if not repo.exists():
                 make_repo(self.workdir, batching=False)
             return serve_command(repo, device), "/v2/health/ready", PROJECT_ENV
-        if server in ("ceiling", "naive"):
-            return [python, "-m", f"bench.{server}"], "/v2/health/ready", {}
+        if server in REFERENCE_MODULES:
+            return [python, "-m", REFERENCE_MODULES[server]], "/v2/health/ready", {}
         assert self.litserve_python is not None
         command = [
             str(self.litserve_python),

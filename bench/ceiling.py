@@ -19,24 +19,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
 from bench.harness import serve_reference
-
-IRIS_PREDICTION = {"label": 0, "class_name": "setosa", "probabilities": [0.98, 0.015, 0.005]}
-V2_OUTPUT = {"name": "OUTPUT__0", "datatype": "FP32", "shape": [1, 3], "data": [0.98, 0.015, 0.005]}
-
-
-class V1Request(msgspec.Struct):
-    instances: list[list[float]]
-
-
-class V2Tensor(msgspec.Struct):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[float]
-
-
-class V2Request(msgspec.Struct):
-    inputs: list[V2Tensor]
+from bench.wire import V1Request, V2Request, image_answer, v1_answer, v2_answer
 
 
 @post("/v1/models/{target:str}", status_code=200)
@@ -44,8 +27,7 @@ async def predict(request: Request, target: FromPath[str]) -> dict[str, Any]:
     if target.endswith(":predict-image"):
         return await predict_image(request)
     rows = msgspec.json.decode(await request.body(), type=V1Request).instances
-    predictions = [IRIS_PREDICTION] * len(rows)
-    return {"model_name": "iris", "model_version": "1", "predictions": predictions}
+    return v1_answer(len(rows))
 
 
 async def predict_image(request: Request) -> dict[str, Any]:
@@ -54,14 +36,13 @@ async def predict_image(request: Request) -> dict[str, Any]:
         data = await part.read() if isinstance(part, UploadFile) else b""
     else:
         data = await request.body()
-    prediction = {"filename": None, "label": 7, "class_name": "7", "size": len(data)}
-    return {"model_name": "mnist", "model_version": "1", "predictions": [prediction]}
+    return image_answer(len(data))
 
 
 @post("/v2/models/{name:str}/infer", status_code=200)
 async def infer(request: Request, name: FromPath[str]) -> dict[str, Any]:
     msgspec.json.decode(await request.body(), type=V2Request)
-    return {"model_name": name, "model_version": "1", "outputs": [V2_OUTPUT]}
+    return v2_answer(name)
 
 
 @get("/v2/health/ready")

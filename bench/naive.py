@@ -22,26 +22,12 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
 from bench.harness import latest_version, serve_reference
+from bench.wire import V1Request, V2Request
 from modelrepo import torchscript as jit
 from service.codecs import images
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MAX_IMAGE_PIXELS = 40_000_000
-
-
-class V1Request(msgspec.Struct):
-    instances: list[list[float]]
-
-
-class V2Tensor(msgspec.Struct):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[float]
-
-
-class V2Request(msgspec.Struct):
-    inputs: list[V2Tensor]
 
 
 class Model:

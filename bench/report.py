@@ -16,7 +16,7 @@ from bench.scenarios import GOALS, SYSTEM_LABELS, SYSTEMS, Goal
 
 Runs = dict[str, dict[str, list[dict[str, float | None]]]]
 Medians = dict[str, dict[str, dict[str, float | None]]]
-REFERENCES = ("ceiling", "naive", "litserve")
+REFERENCES = ("ceiling", "raw", "naive", "litserve")
 BATCHING_OFF = "iris JSON c=64, batching off"
 
 
@@ -77,7 +77,7 @@ def measured(
     if goal.metric == "ready_s":
         return ready_s
     if goal.metric == "rps_ratio":
-        return rps_ratios.get(goal.scenario, {}).get("ceiling")
+        return rps_ratios.get(goal.scenario, {}).get(goal.reference)
     return medians.get(goal.scenario, {}).get("project", {}).get(goal.metric)
 
 
@@ -99,7 +99,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     """The report: goals, req/s of every system with ratios, per-system details, start-up."""
     medians: Medians = result["medians"]
     lines = [
-        "# mlp-serve against the framework ceiling, a naive server and LitServe",
+        "# mlp-serve against the raw ASGI and framework ceilings, a naive server and LitServe",
         "",
         f"{result['when']}, {result['machine']}. wrk (1 thread) on core 1, each server on "
         f"core 0; {result['seconds']:g} s per run after {result['warmup']:g} s of warm-up, "
@@ -132,7 +132,7 @@ def throughput_table(result: dict[str, Any]) -> list[str]:
     lines = [
         "## Requests per second",
         "",
-        "mlp-serve's req/s divided by each reference's in the last three columns.",
+        f"mlp-serve's req/s divided by each reference's in the last {len(refs)} columns.",
         "",
         "| scenario | " + " | ".join(labels) + " | " + " | ".join(refs) + " |",
         "|---|" + "---:|" * (len(labels) + len(refs)),
@@ -143,7 +143,9 @@ def throughput_table(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     for server, why in result["failures"].items():
         if server == "litserve":
-            lines.append(f"| LitServe: not measured, {cell(why)} |" + " |" * (len(labels) + 2))
+            lines.append(
+                f"| LitServe: not measured, {cell(why)} |" + " |" * (len(labels) + len(refs) - 1)
+            )
     on = medians.get("iris JSON c=64", {}).get("project", {}).get("rps")
     off = medians.get(BATCHING_OFF, {}).get("project", {}).get("rps")
     if on and off:
@@ -191,6 +193,11 @@ def notes(result: dict[str, Any]) -> list[str]:
         "- **ceiling** (`bench/ceiling.py`): bare Litestar, same uvicorn options (httptools, "
         "uvloop, one worker, no access log); parses the same body (msgspec JSON, multipart "
         "form + file read, or raw body) and returns a constant prediction.",
+        "- **raw ASGI** (`bench/raw_asgi.py`): the limit of a Python server on this stack: a bare "
+        "ASGI callable, no framework, on the same uvicorn options; the same routes, the same "
+        "msgspec Structs and multipart parsing (the `multipart` library, as the service), the "
+        "same constant answers encoded with msgspec. Its ratio is what is left to gain at all; "
+        "the ceiling's, what is left to gain inside a framework.",
         "- **naive** (`bench/naive.py`): the same TorchScript models called inline in the "
         "handler per request (inference_mode, 1 thread); images preprocessed inline.",
         f"- **LitServe** (`bench/litserve_app.py`, {result.get('litserve_version') or 'n/a'}): "

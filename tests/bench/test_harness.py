@@ -13,11 +13,11 @@ import pytest
 from litestar.testing import TestClient
 
 from bench import report
-from bench.__main__ import ensure_litserve
+from bench.__main__ import REFERENCE_MODULES, SERVERS, ensure_litserve
 from bench.bodies import IRIS_ROW, multipart_body, v1_json, v2_json
 from bench.ceiling import create_app
 from bench.harness import cpu_seconds, parse_wrk, process_tree, resident_bytes
-from bench.scenarios import SYSTEMS, build_scenarios, select
+from bench.scenarios import GOALS, SYSTEMS, Target, build_scenarios, select
 from bench.serve_batching import make_repo
 
 IMAGE = b"\x89PNG\r\n--not-a-boundary"
@@ -112,6 +112,24 @@ def test_ceiling_rejects_a_malformed_body() -> None:
     assert response.status_code >= 400
 
 
+def test_every_target_is_a_server_the_bench_starts() -> None:
+    servers = {t.server for s in build_scenarios() for t in s.targets.values()}
+    assert servers <= set(SERVERS)
+    assert REFERENCE_MODULES["raw"] == "bench.raw_asgi"
+    raw = select(build_scenarios(), ["mnist JSON"], ["raw"])
+    assert [(s.name, s.targets) for s in raw] == [
+        ("mnist JSON c=64", {"raw": Target("raw", "/v1/models/mnist:predict", "mnist-v1")})
+    ]
+
+
+def test_every_goal_names_a_measured_scenario_and_reference() -> None:
+    names = {s.name for s in build_scenarios()}
+    for goal in GOALS:
+        assert goal.scenario in names or goal.metric == "ready_s", goal.label
+        assert goal.metric != "rps_ratio" or goal.reference in report.REFERENCES, goal.label
+    assert {g.reference for g in GOALS if g.metric == "rps_ratio"} == {"ceiling", "raw"}
+
+
 def test_unbatched_repo_turns_batching_off(tmp_path: Path) -> None:
     config = (make_repo(tmp_path, batching=False) / "iris" / "config.pbtxt").read_text()
     assert "max_batch_size: 1\n" in config
@@ -134,6 +152,7 @@ RUNS = {
     "iris JSON c=64": {
         "project": [run(7000, 13, 30), run(6000, 15, 28), run(6500, 30, 29, errors=2)],
         "ceiling": [run(8000, 10), run(8200, 11), run(7800, 9)],
+        "raw": [run(13000, 5), run(12500, 6), run(14000, 5)],
         "naive": [run(3000, 30, 1), run(3100, 31, 1), run(2900, 29, 1)],
     },
     "iris JSON c=64, batching off": {"project": [run(3250, 25, 1)]},
@@ -147,10 +166,14 @@ def test_summary_takes_medians_sums_errors_and_checks_goals() -> None:
     assert project["errors"] == 2
     ratios = report.ratios(medians)
     assert ratios["iris JSON c=64"]["ceiling"] == pytest.approx(6500 / 8000)
+    assert ratios["iris JSON c=64"]["raw"] == pytest.approx(6500 / 13000)
     assert ratios["iris JSON c=64"]["litserve"] is None
     goals = {g["goal"]: g for g in report.check_goals(medians, ratios, ready_s=2.3)}
     assert goals["iris JSON c=64 >= 0.8 x ceiling req/s"]["pass"] is True
-    assert goals["iris JSON c=64 p99 <= 20 ms"]["pass"] is True
+    assert goals["iris JSON c=64 >= 0.5 x raw ASGI req/s"]["value"] == pytest.approx(0.5)
+    assert goals["iris JSON c=64 >= 0.5 x raw ASGI req/s"]["pass"] is True
+    assert goals["iris JSON c=1 >= 0.5 x raw ASGI req/s"]["pass"] is None
+    assert goals["iris JSON c=64 p99 <= 8 ms"]["pass"] is False
     assert goals["PNG 28x28 multipart c=64 >= 0.5 x multipart ceiling"]["pass"] is None
     assert goals["time to ready <= 5 s"]["pass"] is True
 
@@ -178,7 +201,15 @@ def test_markdown_lists_systems_ratios_and_what_was_not_measured(tmp_path: Path)
         "failures": {"litserve": "exited: ValueError | pip failed"},
     }
     markdown = report.render_markdown(result)
-    assert "| iris JSON c=64 | 6,500 | 8,000 | 3,000 | - | 0.81x | 2.17x | - |" in markdown
+    assert (
+        "| mlp-serve | ceiling | raw ASGI | naive | LitServe | / ceiling | / raw ASGI |" in markdown
+    )
+    row = "| iris JSON c=64 | 6,500 | 8,000 | 13,000 | 3,000 | - | 0.81x | 0.50x | 2.17x | - |"
+    assert row in markdown
+    assert "| iris JSON c=64 >= 0.5 x raw ASGI req/s | 0.50 | yes |" in markdown
+    assert "| iris JSON c=64 p99 <= 8 ms | 15.00 | **no** |" in markdown
+    assert "| iris JSON c=64 | raw ASGI | 13,000 |" in markdown
+    assert "**raw ASGI** (`bench/raw_asgi.py`)" in markdown
     assert "LitServe: not measured, exited: ValueError \\| pip failed |" in markdown
     assert "Batching on / off, iris JSON c=64: 2.00x req/s." in markdown
     assert "noisy" in markdown
