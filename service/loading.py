@@ -43,6 +43,11 @@ class LoadError(Exception):
     """Why a version could not be loaded (shown to clients in the model's metadata)."""
 
 
+class BackendMissing(LoadError):
+    """The version needs a runtime this install leaves out (TorchScript in the torch-free
+    image): expected there, so logged as a warning, not an error."""
+
+
 @dataclass(frozen=True)
 class LoadPolicy:
     """How every version is loaded: onto which device, by which runtime, with how many threads,
@@ -162,7 +167,7 @@ def _load_version(
             policy.threads,
         )
     except RuntimeUnavailable as error:
-        raise LoadError(str(error)) from None
+        raise BackendMissing(str(error)) from None
     except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
         reason = first_line(error).replace(f"{version_dir.resolve()}/", "")
         raise LoadError(

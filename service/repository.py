@@ -20,6 +20,7 @@ from service import metrics, statistics
 from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
 from service.loading import (
+    BackendMissing,
     LoadedModel,
     LoadError,
     LoadPolicy,
@@ -202,7 +203,8 @@ class ModelRegistry:
     @staticmethod
     def _failed(entry: ModelEntry, version: int, error: LoadError) -> None:
         entry.failed[version] = str(error)
-        log.error(
+        log.log(
+            logging.WARNING if isinstance(error, BackendMissing) else logging.ERROR,
             "model %s version %d not loaded: %s",
             entry.name,
             version,

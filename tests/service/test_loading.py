@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from modelrepo.config import BatchingConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
-from service.loading import LoadError, LoadPolicy, load_version, unchanged
+from service.loading import BackendMissing, LoadError, LoadPolicy, load_version, unchanged
 from tests.conftest import MODELS_DIR
 
 BATCHING = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.0)
@@ -115,7 +115,7 @@ def test_torchscript_without_torch_says_what_to_install(
 ) -> None:
     monkeypatch.setattr("service.runtime.installed", lambda name: name != "torchscript")
     with pytest.raises(
-        LoadError, match=r"^model.pt needs torch: pip install 'mlp-serve\[torch\]'$"
+        BackendMissing, match=r"^model.pt needs torch: pip install 'mlp-serve\[torch\]'$"
     ):
         load_version(torchscript_only, "iris", BATCHING, policy())
 
