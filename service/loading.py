@@ -157,22 +157,7 @@ def _load_version(
             f"sha256 of {file_name} is {digest}, the card says {card.digest_of(file_name)}"
         )
     check_staging(card, batching, policy)
-    try:
-        runtime = open_runtime(
-            runtime_name,
-            model_path,
-            policy.device,
-            batching.max_batch_size,
-            card.input.features,
-            policy.threads,
-        )
-    except RuntimeUnavailable as error:
-        raise BackendMissing(str(error)) from None
-    except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
-        reason = first_line(error).replace(f"{version_dir.resolve()}/", "")
-        raise LoadError(
-            f"{file_name} cannot be loaded: {reason.replace(f'{version_dir}/', '')}"
-        ) from None
+    runtime = open_checked(runtime_name, model_path, card, batching, policy)
     try:
         if policy.warmup:
             warm_up(runtime)
@@ -200,6 +185,24 @@ def choose_runtime(card: ModelCard, policy: LoadPolicy) -> RuntimeName:
     if has_onnx and policy.device == "cpu" and installed("onnxruntime"):
         return "onnxruntime"
     return "torchscript"
+
+
+def open_checked(
+    name: RuntimeName, path: Path, card: ModelCard, batching: BatchingConfig, policy: LoadPolicy
+) -> Runtime:
+    """The runtime on `path`, or LoadError with the first line of what the runtime said,
+    without the directories it names (ONNX Runtime quotes the file's absolute path)."""
+    try:
+        return open_runtime(
+            name, path, policy.device, batching.max_batch_size, card.input.features, policy.threads
+        )
+    except RuntimeUnavailable as error:
+        raise BackendMissing(str(error)) from None
+    except Exception as error:  # corrupt file: torch raises RuntimeError, ONNX Runtime its own
+        reason = first_line(error)
+        for directory in {str(path.parent.resolve()), str(path.parent)}:
+            reason = reason.replace(f"{directory}/", "")
+        raise LoadError(f"{path.name} cannot be loaded: {reason}") from None
 
 
 def first_line(error: Exception) -> str:
