@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 import pytest
 
-from service.batching import DynamicBatcher, summarize
+from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import InferenceFailed, Overloaded, TimedOut, Unavailable
 
 
@@ -415,11 +415,63 @@ def test_a_lone_request_that_fails_inline_gets_inference_failed() -> None:
 
     async def scenario() -> None:
         async with running(model, inline_max_rows=4) as batcher:
-            with pytest.raises(InferenceFailed, match="model test failed on this request"):
+            with pytest.raises(
+                InferenceFailed,
+                match=r"^model test failed on this request: second line of a long trace$",
+            ):
                 await batcher.infer(rows(-1), 30, alone=True)
             assert (await batcher.infer(rows(3), 30, alone=True)).item() == 6.0
 
     run(scenario)
+
+
+class Recorder:
+    """An observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []  # (rows, requests waited for)
+        self.depths: list[int] = []
+        self.served: list[int] = []
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
+        assert compute_s >= 0
+        assert all(wait >= 0 for wait in waits_s)
+        self.batches.append((rows, len(waits_s)))
+
+    def queue_changed(self, depth: int) -> None:
+        self.depths.append(depth)
+
+    def request_served(self, batch_rows: int) -> None:
+        self.served.append(batch_rows)
+
+
+def test_every_observer_hears_of_batches_queue_depths_and_served_requests() -> None:
+    model = Model()
+    recorders = (Recorder(), Recorder())
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=4, inline_max_rows=1) as batcher:
+            batcher.observer = Observers(*recorders)
+            held = await hold(batcher, model)
+            big = asyncio.create_task(batcher.infer(rows(2, 3, 4, 5, 6), 30))
+            await until_queued(batcher, 5)
+            small = asyncio.create_task(batcher.infer(rows(1), 30))
+            await until_queued(batcher, 6)
+            model.gate.set()
+            await asyncio.gather(held, small, big)
+            await batcher.infer(rows(7), 30, alone=True)
+            await batcher.infer(rows(8), 30, alone=True)
+            assert batcher.stats.inline_requests == 2
+
+    run(scenario)
+    for recorder in recorders:
+        # held alone; four rows of big; its fifth with small; two inline
+        assert recorder.batches == [(1, 1), (4, 1), (2, 2), (1, 1), (1, 1)]
+        # big: the largest pass it went through; small: the pass of two
+        served = recorder.served
+        assert [served[0], *sorted(served[1:3]), *served[3:]] == [1, 2, 4, 1, 1]
+        assert recorder.depths[-1] == 0
+        assert max(recorder.depths) == 6
 
 
 def test_summarize_keeps_the_last_line_only() -> None:
