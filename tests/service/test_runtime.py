@@ -22,8 +22,9 @@ from service.torchscript_runtime import TorchScriptRuntime
 from tests.conftest import MODELS_DIR
 
 
-def load_iris(repo: Path, device: str) -> TorchScriptRuntime:
-    runtime = TorchScriptRuntime.load(repo / "iris" / "1" / "model.pt", device, 64, 4)
+def load_iris(device: str) -> TorchScriptRuntime:
+    """The first bundled iris version (read in place: nothing writes to it)."""
+    runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", device, 64, 4)
     warm_up(runtime)
     return runtime
 
@@ -33,8 +34,8 @@ def blocks(features: int = 4) -> list[np.ndarray]:
     return [rng.random((n, features), dtype=np.float32) * 5 for n in (1, 3, 2)]
 
 
-def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
-    runtime = load_iris(tiny_repo, "cpu")
+def test_blocks_are_stacked_into_one_forward_pass() -> None:
+    runtime = load_iris("cpu")
     outputs = runtime.run_batch(blocks())
     with torch.inference_mode():
         expected = runtime.module(torch.from_numpy(np.concatenate(blocks()))).numpy()
@@ -42,8 +43,8 @@ def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
     assert not runtime._staging.is_pinned()
 
 
-def test_a_batch_above_the_staging_buffer_is_refused(tiny_repo: Path) -> None:
-    runtime = TorchScriptRuntime.load(tiny_repo / "iris" / "1" / "model.pt", "cpu", 5, 4)
+def test_a_batch_above_the_staging_buffer_is_refused() -> None:
+    runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 5, 4)
     with pytest.raises(ValueError, match="batch of 6 rows exceeds max_batch_size"):
         runtime.run_batch(blocks())
 
@@ -167,8 +168,8 @@ def test_a_missing_backend_says_what_to_install(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
-def test_cuda_batch_syncs_once_through_pinned_staging(tiny_repo: Path) -> None:
-    runtime = load_iris(tiny_repo, "cuda")
+def test_cuda_batch_syncs_once_through_pinned_staging() -> None:
+    runtime = load_iris("cuda")
     assert runtime._staging.is_pinned()
     torch.cuda.set_sync_debug_mode("warn")
     try:
@@ -179,5 +180,5 @@ def test_cuda_batch_syncs_once_through_pinned_staging(tiny_repo: Path) -> None:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1  # the copy of the outputs back to the host
-    cpu = load_iris(tiny_repo, "cpu").run_batch(blocks())
+    cpu = load_iris("cpu").run_batch(blocks())
     np.testing.assert_allclose(outputs, cpu, rtol=1e-4, atol=1e-6)
