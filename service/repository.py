@@ -331,7 +331,9 @@ class ModelRegistry:
 
     async def _retire(self, models: list[LoadedModel]) -> None:
         for model in models:
-            metrics.set_ready(model.name, model.version, False)
+            serving = self.entries.get(model.name)
+            if serving is None or model.version not in serving.loaded:  # not replaced
+                metrics.set_ready(model.name, model.version, False)
             if model.batcher is not None:
                 await model.batcher.stop(self.settings.drain_timeout_s)
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 import pytest
 
-from service.batching import DynamicBatcher, summarize
+from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import InferenceFailed, Overloaded, TimedOut, Unavailable
 
 
@@ -107,6 +107,21 @@ def test_batch_is_cut_at_max_batch_size_and_big_requests_are_split() -> None:
     run(scenario)
 
 
+def test_a_batch_of_single_rows_is_cut_at_max_batch_size() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=4) as batcher:
+            held = await hold(batcher, model)
+            tasks = [asyncio.create_task(batcher.infer(rows(i), 30)) for i in range(1, 6)]
+            await until_queued(batcher, 5)
+            model.gate.set()
+            await asyncio.gather(held, *tasks)
+            assert model.batches == [1, 4, 1]
+
+    run(scenario)
+
+
 def test_full_batch_does_not_wait_for_the_queue_delay() -> None:
     model = Model()
 
@@ -155,7 +170,9 @@ def test_partial_batch_is_cut_once_the_oldest_row_has_waited_the_delay() -> None
     run(scenario)
 
 
-def test_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
+def test_failing_request_fails_alone_and_the_batcher_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     model = Model()
 
     async def scenario() -> None:
@@ -171,7 +188,53 @@ def test_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
             await held
             assert model.batches == [1, 3, 1, 1, 1]  # the failed batch, then one by one
             assert batcher.stats.failed_batches == 1
+            assert set(model.threads) == {"infer-test_0"}  # the retries too
             assert (await batcher.infer(rows(5), 30)).item() == 10.0
+            with pytest.raises(InferenceFailed):
+                await batcher.infer(rows(-2), 30)
+            assert batcher.stats.failed_batches == 2
+
+    run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings[0] == (
+        "batcher test: batch of 3 requests failed (negative input\nsecond line of a long trace); "
+        "retrying one by one"
+    )
+
+
+def test_a_withdrawn_request_between_others_leaves_them_one_batch() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model) as batcher:
+            held = await hold(batcher, model)
+            first, gone, last = (asyncio.create_task(batcher.infer(rows(v), 30)) for v in (1, 2, 3))
+            await until_queued(batcher, 3)
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
+            model.gate.set()
+            assert [(await t).item() for t in (held, first, last)] == [0.0, 2.0, 6.0]
+            assert model.batches == [1, 2]
+
+    run(scenario)
+
+
+def test_retries_skip_a_request_already_gone_and_answer_the_rest() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=3, max_queue_delay_s=600) as batcher:
+            model.gate.clear()
+            gone, bad, good = (asyncio.create_task(batcher.infer(rows(v), 700)) for v in (1, -1, 2))
+            await asyncio.to_thread(model.entered.acquire)  # the full batch is in the model
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
+            assert batcher.stats.queued_rows == 0  # it had left the queue already
+            model.gate.set()
+            with pytest.raises(InferenceFailed):
+                await bad
+            assert (await good).item() == 4.0
+            assert model.batches == [3, 1, 1]  # the failed batch, then bad and good alone
 
     run(scenario)
 
@@ -198,7 +261,7 @@ def test_timed_out_request_leaves_the_queue() -> None:
     async def scenario() -> None:
         async with running(model) as batcher:
             held = await hold(batcher, model)
-            with pytest.raises(TimedOut):
+            with pytest.raises(TimedOut, match=r"^model test did not answer within 0.001 s; retry"):
                 await batcher.infer(rows(7), timeout_s=0.001)
             assert batcher.stats.queued_rows == 0
             model.gate.set()
@@ -334,16 +397,81 @@ def test_a_lone_request_queues_while_a_batch_runs_or_rows_wait() -> None:
     run(scenario)
 
 
+def test_a_lone_request_runs_on_the_event_loop_again_once_the_batch_is_done() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=2) as batcher:
+            assert (await batcher.infer(rows(1), 30)).item() == 2.0  # through the worker
+            assert (await batcher.infer(rows(2), 30, alone=True)).item() == 4.0
+            assert batcher.stats.inline_requests == 1
+            assert model.threads == ["infer-test_0", threading.current_thread().name]
+
+    run(scenario)
+
+
 def test_a_lone_request_that_fails_inline_gets_inference_failed() -> None:
     model = Model()
 
     async def scenario() -> None:
         async with running(model, inline_max_rows=4) as batcher:
-            with pytest.raises(InferenceFailed, match="model test failed on this request"):
+            with pytest.raises(
+                InferenceFailed,
+                match=r"^model test failed on this request: second line of a long trace$",
+            ):
                 await batcher.infer(rows(-1), 30, alone=True)
             assert (await batcher.infer(rows(3), 30, alone=True)).item() == 6.0
 
     run(scenario)
+
+
+class Recorder:
+    """An observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []  # (rows, requests waited for)
+        self.depths: list[int] = []
+        self.served: list[int] = []
+
+    def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
+        assert compute_s >= 0
+        assert all(wait >= 0 for wait in waits_s)
+        self.batches.append((rows, len(waits_s)))
+
+    def queue_changed(self, depth: int) -> None:
+        self.depths.append(depth)
+
+    def request_served(self, batch_rows: int) -> None:
+        self.served.append(batch_rows)
+
+
+def test_every_observer_hears_of_batches_queue_depths_and_served_requests() -> None:
+    model = Model()
+    recorders = (Recorder(), Recorder())
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=4, inline_max_rows=1) as batcher:
+            batcher.observer = Observers(*recorders)
+            held = await hold(batcher, model)
+            big = asyncio.create_task(batcher.infer(rows(2, 3, 4, 5, 6), 30))
+            await until_queued(batcher, 5)
+            small = asyncio.create_task(batcher.infer(rows(1), 30))
+            await until_queued(batcher, 6)
+            model.gate.set()
+            await asyncio.gather(held, small, big)
+            await batcher.infer(rows(7), 30, alone=True)
+            await batcher.infer(rows(8), 30, alone=True)
+            assert batcher.stats.inline_requests == 2
+
+    run(scenario)
+    for recorder in recorders:
+        # held alone; four rows of big; its fifth with small; two inline
+        assert recorder.batches == [(1, 1), (4, 1), (2, 2), (1, 1), (1, 1)]
+        # big: the largest pass it went through; small: the pass of two
+        served = recorder.served
+        assert [served[0], *sorted(served[1:3]), *served[3:]] == [1, 2, 4, 1, 1]
+        assert recorder.depths[-1] == 0
+        assert max(recorder.depths) == 6
 
 
 def test_summarize_keeps_the_last_line_only() -> None:
@@ -351,3 +479,4 @@ def test_summarize_keeps_the_last_line_only() -> None:
         "ValueError: boom"
     )
     assert summarize(RuntimeError("")) == "RuntimeError"
+    assert summarize(RuntimeError("x" * 400)) == "x" * 300

@@ -3,17 +3,30 @@ against the card and the trusted list before anything parses it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from google.protobuf.json_format import MessageToDict
 from onnx import TensorProto, helper
 
 from modelrepo.config import BatchingConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
-from service.loading import BackendMissing, LoadError, LoadPolicy, load_version, unchanged
+from service.errors import ModelNotReady
+from service.loading import (
+    BackendMissing,
+    LoadError,
+    LoadPolicy,
+    choose_runtime,
+    load_version,
+    read_card,
+    read_trusted,
+    unchanged,
+)
 from tests.conftest import MODELS_DIR
 
 BATCHING = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.0)
@@ -24,10 +37,10 @@ def policy(**changes) -> LoadPolicy:
 
 
 @pytest.fixture
-def iris(tiny_repo: Path, tmp_path: Path) -> Path:
-    """A copy of a freshly trained iris version: model.pt and model.onnx, both in its card."""
-    version_dir = tmp_path / "iris" / "1"
-    shutil.copytree(tiny_repo / "iris" / "1", version_dir)
+def iris(tmp_path: Path) -> Path:
+    """A copy of the second bundled iris version: model.pt and model.onnx, both in its card."""
+    version_dir = tmp_path / "iris" / "2"
+    shutil.copytree(MODELS_DIR / "iris" / "2", version_dir)
     return version_dir
 
 
@@ -159,3 +172,161 @@ def test_a_graph_onnx_runtime_refuses_is_a_load_error_without_the_path(iris: Pat
         load_version(iris, "iris", BATCHING, policy())
     assert "NoSuchOperator" in str(refused.value)
     assert str(iris.parent.parent) not in str(refused.value)
+
+
+def test_the_config_served_is_the_card_with_the_batching_honoured(iris: Path) -> None:
+    batching = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.0025)
+    model = load_version(iris, "iris", batching, policy())
+    assert (model.name, model.version) == ("iris", 2)
+    assert MessageToDict(model.config()) == {
+        "name": "iris",
+        "platform": "onnxruntime_onnx",
+        "maxBatchSize": 8,
+        "input": [{"name": "INPUT__0", "dataType": "TYPE_FP32", "dims": ["4"]}],
+        "output": [{"name": "OUTPUT__0", "dataType": "TYPE_FP32", "dims": ["3"]}],
+        "dynamicBatching": {"maxQueueDelayMicroseconds": "2500"},
+    }
+
+
+def test_a_version_without_a_batcher_is_not_serving(iris: Path) -> None:
+    model = load_version(iris, "iris", BATCHING, policy())
+    with pytest.raises(ModelNotReady, match=r"^model 'iris' version 2 is not serving$"):
+        asyncio.run(model.infer(np.zeros((1, 4), dtype=np.float32), 30))
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "message"),
+    [
+        ("binary", "2", "card.json says iris/2, but it lies in binary/2"),
+        ("iris", "3", "card.json says iris/2, but it lies in iris/3"),
+    ],
+)
+def test_a_card_must_name_the_directory_it_lies_in(
+    iris: Path, name: str, version: str, message: str
+) -> None:
+    elsewhere = iris.parent.parent / name / version
+    shutil.copytree(iris, elsewhere, dirs_exist_ok=True)
+    with pytest.raises(LoadError) as refused:
+        load_version(elsewhere, name, BATCHING, policy())
+    assert str(refused.value) == message
+
+
+def test_a_card_that_cannot_be_read_says_why(iris: Path) -> None:
+    card = iris / CARD_FILE
+    card.write_text("{}")
+    with pytest.raises(LoadError, match=r"^card\.json is invalid: Field required$"):
+        read_card(iris)
+    card.unlink()
+    with pytest.raises(LoadError, match=r"^card\.json is missing$"):
+        read_card(iris)
+    card.mkdir()
+    with pytest.raises(LoadError, match=r"^card\.json is a directory, not a file$"):
+        read_card(iris)
+    card.rmdir()
+    card.symlink_to(card)
+    with pytest.raises(
+        LoadError, match=r"^card\.json cannot be read: Too many levels of symbolic links$"
+    ):
+        load_version(iris, "iris", BATCHING, policy())
+
+
+def test_staging_above_the_limit_is_refused_before_loading(iris: Path) -> None:
+    needed = 8 * 4 * 4  # max_batch_size x features x float32
+    assert load_version(iris, "iris", BATCHING, policy(max_staging_bytes=needed)).file
+    with pytest.raises(LoadError) as refused:
+        load_version(iris, "iris", BATCHING, policy(max_staging_bytes=needed - 1))
+    assert str(refused.value) == (
+        "max_batch_size 8 x 4 features needs 128 bytes of staging, "
+        "above SERVE_MAX_STAGING_BYTES (127)"
+    )
+
+
+def test_a_trusted_list_that_cannot_be_used_refuses_every_version(iris: Path) -> None:
+    broken = policy(trusted=frozenset(), trust_problem="the trusted list cannot be used: x")
+    with pytest.raises(LoadError, match=r"^the trusted list cannot be used: x$"):
+        load_version(iris, "iris", BATCHING, broken)
+
+
+def test_a_trusted_list_reads_as_sha256sum_writes_it(tmp_path: Path) -> None:
+    one, two = "a" * 64, "0123456789abcdef" * 4
+    path = tmp_path / "trusted.txt"
+    path.write_text(f"# trusted models\n\n{one}  models/iris/2/model.onnx\n  {two.upper()} # ok\n")
+    assert read_trusted(path) == frozenset({one, two})
+
+
+@pytest.mark.parametrize(
+    "bad", ["a" * 63, "a" * 65, "g" * 64, "A" * 63 + "-"], ids=["short", "long", "not-hex", "sign"]
+)
+def test_a_trusted_list_line_that_is_no_digest_is_refused(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "trusted.txt"
+    path.write_text(f"{'b' * 64}\n# comment\n{bad}  model.pt\n")
+    with pytest.raises(ValueError, match=r"^line 3 is not a sha256 digest$"):
+        read_trusted(path)
+
+
+def test_a_version_whose_card_or_file_went_away_is_changed(iris: Path) -> None:
+    model = load_version(iris, "iris", BATCHING, policy())
+    card = (iris / CARD_FILE).read_text()
+    (iris / CARD_FILE).write_text(card.replace("Iris species", "Iris"))
+    assert not unchanged(model, iris, BATCHING)  # another card
+    (iris / CARD_FILE).write_text("{")
+    assert not unchanged(model, iris, BATCHING)
+    (iris / CARD_FILE).unlink()
+    assert not unchanged(model, iris, BATCHING)
+    (iris / CARD_FILE).write_text(card)
+    assert unchanged(model, iris, BATCHING)
+    (iris / ONNX_FILE).unlink()
+    assert not unchanged(model, iris, BATCHING)
+
+
+def with_onnx_graph(version_dir: Path, *nodes: onnx.NodeProto, initializers=()) -> None:
+    """The version's model.onnx replaced by a graph of `nodes`, and its card updated to match."""
+    graph = helper.make_graph(
+        list(nodes),
+        "fixture",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, ["rows", 4])],
+        initializer=list(initializers),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, str(version_dir / ONNX_FILE))
+    card = json.loads((version_dir / CARD_FILE).read_text())
+    card["files"][ONNX_FILE] = sha256_of(version_dir / ONNX_FILE)
+    (version_dir / CARD_FILE).write_text(json.dumps(card))
+
+
+def test_a_warm_up_that_fails_is_a_load_error_and_no_warm_up_skips_it(iris: Path) -> None:
+    bounds = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", -1))]
+    drops_last_row = helper.make_node("Slice", ["INPUT__0", "s", "e"], ["OUTPUT__0"])
+    with_onnx_graph(iris, drops_last_row, initializers=bounds)
+    with pytest.raises(LoadError) as refused:
+        load_version(iris, "iris", BATCHING, policy())
+    assert str(refused.value) == (
+        "warm-up forward pass failed: the model returned 0 output rows for 1 input rows"
+    )
+    assert load_version(iris, "iris", BATCHING, policy(warmup=False)).file == ONNX_FILE
+
+
+def test_a_corrupt_torchscript_file_is_a_load_error_without_the_path(
+    torchscript_only: Path,
+) -> None:
+    (torchscript_only / MODEL_FILE).write_bytes(b"not an archive")
+    card = json.loads((torchscript_only / CARD_FILE).read_text())
+    card["sha256"] = sha256_of(torchscript_only / MODEL_FILE)
+    (torchscript_only / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(LoadError, match=r"^model\.pt cannot be loaded: ") as refused:
+        load_version(torchscript_only, "iris", BATCHING, policy())
+    assert str(torchscript_only) not in str(refused.value)
+
+
+def test_auto_on_cuda_and_onnxruntime_when_asked_choose_their_runtime(iris: Path) -> None:
+    card = read_card(iris)
+    assert choose_runtime(card, policy(device="cuda")) == "torchscript"
+    assert choose_runtime(card, policy(runtime="onnxruntime")) == "onnxruntime"
+    assert choose_runtime(card, policy(runtime="torchscript", device="cuda")) == "torchscript"
+
+
+def test_the_onnx_session_gets_the_threads_asked_for(iris: Path) -> None:
+    model = load_version(iris, "iris", BATCHING, policy(threads=2))
+    options = model.runtime.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)

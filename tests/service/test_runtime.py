@@ -17,13 +17,21 @@ from torch import nn
 from modelrepo import layout, torchscript
 from modelrepo.card import ModelCard
 from service.onnx_runtime import OnnxRuntime
-from service.runtime import OutputMismatch, RuntimeUnavailable, open_runtime, warm_up
+from service.runtime import (
+    OutputMismatch,
+    RuntimeUnavailable,
+    inline_rows,
+    installed,
+    open_runtime,
+    warm_up,
+)
 from service.torchscript_runtime import TorchScriptRuntime
 from tests.conftest import MODELS_DIR
 
 
-def load_iris(repo: Path, device: str) -> TorchScriptRuntime:
-    runtime = TorchScriptRuntime.load(repo / "iris" / "1" / "model.pt", device, 64, 4)
+def load_iris(device: str) -> TorchScriptRuntime:
+    """The first bundled iris version (read in place: nothing writes to it)."""
+    runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", device, 64, 4)
     warm_up(runtime)
     return runtime
 
@@ -33,8 +41,8 @@ def blocks(features: int = 4) -> list[np.ndarray]:
     return [rng.random((n, features), dtype=np.float32) * 5 for n in (1, 3, 2)]
 
 
-def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
-    runtime = load_iris(tiny_repo, "cpu")
+def test_blocks_are_stacked_into_one_forward_pass() -> None:
+    runtime = load_iris("cpu")
     outputs = runtime.run_batch(blocks())
     with torch.inference_mode():
         expected = runtime.module(torch.from_numpy(np.concatenate(blocks()))).numpy()
@@ -42,8 +50,8 @@ def test_blocks_are_stacked_into_one_forward_pass(tiny_repo: Path) -> None:
     assert not runtime._staging.is_pinned()
 
 
-def test_a_batch_above_the_staging_buffer_is_refused(tiny_repo: Path) -> None:
-    runtime = TorchScriptRuntime.load(tiny_repo / "iris" / "1" / "model.pt", "cpu", 5, 4)
+def test_a_batch_above_the_staging_buffer_is_refused() -> None:
+    runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 5, 4)
     with pytest.raises(ValueError, match="batch of 6 rows exceeds max_batch_size"):
         runtime.run_batch(blocks())
 
@@ -167,8 +175,8 @@ def test_a_missing_backend_says_what_to_install(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
-def test_cuda_batch_syncs_once_through_pinned_staging(tiny_repo: Path) -> None:
-    runtime = load_iris(tiny_repo, "cuda")
+def test_cuda_batch_syncs_once_through_pinned_staging() -> None:
+    runtime = load_iris("cuda")
     assert runtime._staging.is_pinned()
     torch.cuda.set_sync_debug_mode("warn")
     try:
@@ -179,5 +187,76 @@ def test_cuda_batch_syncs_once_through_pinned_staging(tiny_repo: Path) -> None:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1  # the copy of the outputs back to the host
-    cpu = load_iris(tiny_repo, "cpu").run_batch(blocks())
+    cpu = load_iris("cpu").run_batch(blocks())
     np.testing.assert_allclose(outputs, cpu, rtol=1e-4, atol=1e-6)
+
+
+class CountedOnnx(OnnxRuntime):
+    """The bundled iris ONNX graph, recording the rows of every forward pass."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.passes: list[int] = []
+
+    def run_batch(self, blocks):
+        self.passes.append(sum(len(block) for block in blocks))
+        return super().run_batch(blocks)
+
+
+def counted_iris(max_rows: int) -> CountedOnnx:
+    return CountedOnnx.load(MODELS_DIR / "iris" / "2" / layout.ONNX_FILE, max_rows, 4)
+
+
+@pytest.mark.parametrize(
+    ("max_rows", "passes"), [(64, [1, 2, 8, 32, 64]), (32, [1, 2, 8, 32]), (5, [1, 2, 5]), (1, [1])]
+)
+def test_warm_up_runs_the_sizes_up_to_the_max_once_each(max_rows: int, passes: list) -> None:
+    runtime = counted_iris(max_rows)
+    warm_up(runtime)
+    assert runtime.passes == passes
+
+
+def test_a_batch_of_exactly_the_staging_rows_runs() -> None:
+    runtime = counted_iris(6)
+    assert runtime.run_batch(blocks()).shape == (6, 3)
+
+
+@pytest.mark.parametrize(("max_rows", "rows"), [(64, 32), (31, 8), (8, 8), (7, 2), (1, 1)])
+def test_inline_rows_is_the_largest_warm_up_size_within_the_limit(max_rows: int, rows: int) -> None:
+    runtime = counted_iris(max_rows)
+    assert inline_rows(runtime, limit_s=60.0, repeats=3) == rows
+    sizes = [s for s in (1, 2, 8, 32) if s <= max_rows]
+    assert runtime.passes == [s for s in sizes for _ in range(3)]  # each timed three times
+
+
+def test_inline_rows_stops_at_the_first_size_over_the_limit() -> None:
+    runtime = counted_iris(64)
+    assert inline_rows(runtime, limit_s=1e-12) == 0  # no forward pass is that short
+    assert runtime.passes == [1] * 5  # the default five repeats, then it stops
+
+
+def test_no_limit_or_a_torchscript_runtime_never_runs_inline() -> None:
+    onnx_runtime = counted_iris(8)
+    assert inline_rows(onnx_runtime, limit_s=0.0) == 0
+    assert onnx_runtime.passes == []
+    assert inline_rows(load_iris("cpu"), limit_s=60.0) == 0
+
+
+def test_a_missing_onnxruntime_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert installed("onnxruntime")
+    assert installed("torchscript")
+    monkeypatch.setattr("service.runtime.installed", lambda name: name != "onnxruntime")
+    with pytest.raises(
+        RuntimeUnavailable, match=r"^model.onnx needs onnxruntime: pip install 'onnxruntime'$"
+    ):
+        open_runtime("onnxruntime", tmp_path / "model.onnx", "cpu", 8, 4, 1)
+
+
+def test_a_package_whose_lookup_fails_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name}.__spec__ is None")
+
+    monkeypatch.setattr("importlib.util.find_spec", refuse)
+    assert not installed("onnxruntime")
