@@ -20,16 +20,17 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from bench.harness import ROOT, RUNS
 from service.loading import LoadedModel
 from service.repository import ModelRegistry
+from service.runtime import RuntimeName
 from service.settings import Settings
 
-RUNTIMES = ("torchscript", "onnxruntime")
+RUNTIMES = get_args(RuntimeName)
 
 
 async def through_batcher(

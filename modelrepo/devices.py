@@ -33,7 +33,12 @@ def resolve_device(name: str) -> str:
 
 
 def torch_installed() -> bool:
+    return package_installed("torch")
+
+
+def package_installed(name: str) -> bool:
+    """The package can be imported (found without importing it)."""
     try:
-        return importlib.util.find_spec("torch") is not None
+        return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):  # an import hook that refuses it, a broken install
         return False

@@ -9,7 +9,6 @@ nothing here knows about queues, requests or HTTP.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+
+from modelrepo.devices import package_installed
 
 RuntimeName = Literal["torchscript", "onnxruntime"]
 PACKAGES: dict[RuntimeName, str] = {"torchscript": "torch", "onnxruntime": "onnxruntime"}
@@ -48,10 +49,7 @@ class Runtime(Protocol):
 
 def installed(name: RuntimeName) -> bool:
     """The backend's package can be imported (found without importing it)."""
-    try:
-        return importlib.util.find_spec(PACKAGES[name]) is not None
-    except (ImportError, ValueError):  # an import hook that refuses it, a broken install
-        return False
+    return package_installed(PACKAGES[name])
 
 
 def open_runtime(

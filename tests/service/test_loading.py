@@ -36,6 +36,13 @@ def policy(**changes) -> LoadPolicy:
     return LoadPolicy(**{"device": "cpu", "warmup": True, "max_staging_bytes": 1 << 20} | changes)
 
 
+def card_lists_onnx_as_it_is(version_dir: Path) -> None:
+    """The card's sha256 of model.onnx set to that of the file now there."""
+    card = json.loads((version_dir / CARD_FILE).read_text())
+    card["files"][ONNX_FILE] = sha256_of(version_dir / ONNX_FILE)
+    (version_dir / CARD_FILE).write_text(json.dumps(card))
+
+
 @pytest.fixture
 def iris(tmp_path: Path) -> Path:
     """A copy of the second bundled iris version: model.pt and model.onnx, both in its card."""
@@ -116,9 +123,7 @@ def test_a_missing_onnx_file_that_the_card_lists_is_an_error(iris: Path) -> None
 
 def test_a_corrupt_onnx_file_is_a_load_error(iris: Path) -> None:
     (iris / ONNX_FILE).write_bytes(b"not a graph")
-    card = json.loads((iris / CARD_FILE).read_text())
-    card["files"][ONNX_FILE] = sha256_of(iris / ONNX_FILE)
-    (iris / CARD_FILE).write_text(json.dumps(card))
+    card_lists_onnx_as_it_is(iris)
     with pytest.raises(LoadError, match=r"^model\.onnx cannot be loaded: "):
         load_version(iris, "iris", BATCHING, policy())
 
@@ -165,9 +170,7 @@ def test_a_graph_onnx_runtime_refuses_is_a_load_error_without_the_path(iris: Pat
         [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, ["batch", 3])],
     )
     onnx.save(helper.make_model(graph), str(iris / ONNX_FILE))
-    card = json.loads((iris / CARD_FILE).read_text())
-    card["files"][ONNX_FILE] = sha256_of(iris / ONNX_FILE)
-    (iris / CARD_FILE).write_text(json.dumps(card))
+    card_lists_onnx_as_it_is(iris)
     with pytest.raises(LoadError, match=r"^model\.onnx cannot be loaded: ") as refused:
         load_version(iris, "iris", BATCHING, policy())
     assert "NoSuchOperator" in str(refused.value)
@@ -290,9 +293,7 @@ def with_onnx_graph(version_dir: Path, *nodes: onnx.NodeProto, initializers=()) 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.save(model, str(version_dir / ONNX_FILE))
-    card = json.loads((version_dir / CARD_FILE).read_text())
-    card["files"][ONNX_FILE] = sha256_of(version_dir / ONNX_FILE)
-    (version_dir / CARD_FILE).write_text(json.dumps(card))
+    card_lists_onnx_as_it_is(version_dir)
 
 
 def test_a_warm_up_that_fails_is_a_load_error_and_no_warm_up_skips_it(iris: Path) -> None:
