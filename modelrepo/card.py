@@ -112,26 +112,20 @@ class TrainingInfo(_Strict):
     wall_time_s: float
 
 
-class ModelCard(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+class ModelSpec(_Strict):
+    """What serving a model needs: its name, version, task and tensors. A card is a spec plus
+    how the model was made and the digests of its files; a Triton model without a card is
+    served from the spec its `config.pbtxt` gives (`modelrepo.triton`)."""
+
+    name: str = Field(min_length=1)
     version: int = Field(ge=1)
     task: Literal["classification", "regression"]
     description: str
     input: InputSpec
     output: OutputSpec
-    metrics: dict[str, float]
-    bars: list[Bar]
-    dataset: DatasetInfo
-    training: TrainingInfo
-    sha256: str = Field(pattern=SHA256, description=f"sha256 of {MODEL_FILE}")
-    files: dict[str, Annotated[str, Field(pattern=SHA256)]] = Field(
-        default_factory=dict, description="sha256 of each file of the version (newer cards)"
-    )
-    torch_version: str
-    created_at: datetime
 
     @model_validator(mode="after")
-    def _check_output(self) -> ModelCard:
+    def _check_output(self) -> ModelSpec:
         if self.task == "classification" and not self.output.class_names:
             raise ValueError("a classifier's output must name its classes")
         if (
@@ -141,6 +135,24 @@ class ModelCard(_Strict):
             raise ValueError("class_names must name every output column")
         if self.task == "regression" and self.output.value_name is None:
             raise ValueError("a regression output must name its value")
+        return self
+
+
+class ModelCard(ModelSpec):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    metrics: dict[str, float]
+    bars: list[Bar]
+    dataset: DatasetInfo | None = Field(None, description="None: not known (an adopted model)")
+    training: TrainingInfo | None = Field(None, description="None: trained elsewhere (adopted)")
+    sha256: str = Field(pattern=SHA256, description=f"sha256 of {MODEL_FILE}")
+    files: dict[str, Annotated[str, Field(pattern=SHA256)]] = Field(
+        default_factory=dict, description="sha256 of each file of the version (newer cards)"
+    )
+    torch_version: str
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _check_files(self) -> ModelCard:
         if self.files.get(MODEL_FILE, self.sha256) != self.sha256:
             raise ValueError(f"files and sha256 disagree on {MODEL_FILE}")
         return self

@@ -4,8 +4,10 @@ Nothing is unpickled or parsed before the checks that need neither have passed: 
 JSON, the runtime and so the model file are chosen (`SERVE_RUNTIME`: ONNX Runtime on the CPU
 where the version has `model.onnx`, TorchScript otherwise), that file's sha256 is compared
 with the operator's trusted list (when there is one) and with the card, and the staging memory
-the version would take is bounded. Any failure, expected or not, becomes a `LoadError` whose
-message is the reason clients see for the version.
+the version would take is bounded. A version without a card is served as Triton serves it,
+from `config.pbtxt` (`modelrepo.triton`: tensors, labels, the model file and its runtime);
+the trusted list still applies to it, the card's digest cannot. Any failure, expected or not,
+becomes a `LoadError` whose message is the reason clients see for the version.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Literal
 import numpy as np
 from pydantic import ValidationError
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelCard, ModelSpec
 from modelrepo.config import BatchingConfig, ModelConfig
-from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
+from modelrepo.layout import CARD_FILE, CONFIG_FILE, MODEL_FILE, ONNX_FILE, sha256_of
+from modelrepo.triton import Format, TritonModel, UnsupportedModel, triton_model
 from service.batching import DynamicBatcher, summarize
 from service.errors import ModelNotReady
 from service.in_flight import REQUESTS
@@ -65,24 +68,33 @@ class LoadPolicy:
 
 
 class LoadedModel:
-    """One version, loaded: its card, its runtime (with the file it runs and that file's
-    sha256) and, once it serves, its batcher."""
+    """One version, loaded: its card (for a model without one, the spec its config.pbtxt
+    gives), its runtime (with the file it runs and that file's sha256) and, once it serves,
+    its batcher."""
 
     def __init__(
         self,
-        card: ModelCard,
+        card: ModelSpec,
         runtime: Runtime,
         batching: BatchingConfig,
         digest: str = "",
         inline_rows: int = 0,
+        file: str = "",
     ) -> None:
         self.card = card
         self.runtime = runtime
         self.batching = batching
-        self.file = FILES[runtime.name]
-        self.digest = digest or card.sha256
+        self.file = file or FILES[runtime.name]
+        if not digest and isinstance(card, ModelCard):
+            digest = card.sha256
+        self.digest = digest
         self.inline_rows = inline_rows  # rows a lone request may run on the event loop
         self.batcher: DynamicBatcher | None = None
+
+    @property
+    def has_card(self) -> bool:
+        """False for a Triton model served from its config.pbtxt alone."""
+        return isinstance(self.card, ModelCard)
 
     @property
     def name(self) -> str:
@@ -126,10 +138,17 @@ class LoadedModel:
 
 
 def load_version(
-    version_dir: Path, name: str, batching: BatchingConfig, policy: LoadPolicy
+    version_dir: Path,
+    name: str,
+    batching: BatchingConfig,
+    policy: LoadPolicy,
+    config: ModelConfig | None = None,
 ) -> LoadedModel:
-    """The version in `version_dir`, checked, loaded and warmed up; LoadError says why not."""
+    """The version in `version_dir`, checked, loaded and warmed up; LoadError says why not.
+    Without a card, it is served from `config` (the model's config.pbtxt), where there is one."""
     try:
+        if config is not None and not (version_dir / CARD_FILE).exists():
+            return _load_without_card(version_dir, batching, policy, config)
         return _load_version(version_dir, name, batching, policy)
     except LoadError:
         raise
@@ -156,6 +175,72 @@ def _load_version(
         raise LoadError(
             f"sha256 of {file_name} is {digest}, the card says {card.digest_of(file_name)}"
         )
+    return _open(runtime_name, model_path, card, digest, batching, policy)
+
+
+def _load_without_card(
+    version_dir: Path, batching: BatchingConfig, policy: LoadPolicy, config: ModelConfig
+) -> LoadedModel:
+    """A Triton version as Triton's backend would serve it: everything from config.pbtxt.
+    Without a card there is no digest to compare with; the trusted list still applies."""
+    described = describe_without_card(version_dir, config)
+    runtime_name = runtime_for_format(described.format, policy)
+    model_path = version_dir / described.file_name
+    if not model_path.is_file():
+        raise LoadError(f"{described.file_name} is missing (and there is no {CARD_FILE})")
+    digest = sha256_of(model_path)
+    check_trusted(digest, policy, described.file_name)
+    model = _open(runtime_name, model_path, described.spec, digest, batching, policy)
+    check_output_width(model)
+    return model
+
+
+def check_output_width(model: LoadedModel) -> None:
+    """One row through the model answers the outputs config.pbtxt declares (Triton would
+    fail each request; here the version does not load)."""
+    row = np.zeros((1, model.card.input.features), dtype=np.float32)
+    try:
+        shape = tuple(model.runtime.run_batch([row]).shape)
+    except Exception as error:
+        raise LoadError(f"a forward pass of one row failed: {summarize(error)}") from None
+    if shape != (1, model.card.output.width):
+        raise LoadError(
+            f"{model.file} answers shape {list(shape)} for one row; {CONFIG_FILE} declares "
+            f"{model.card.output.name} with {model.card.output.width} outputs"
+        )
+
+
+def describe_without_card(version_dir: Path, config: ModelConfig) -> TritonModel:
+    try:
+        return triton_model(config, version_dir.parent, int(version_dir.name))
+    except UnsupportedModel as error:
+        raise LoadError(f"no {CARD_FILE}, and {CONFIG_FILE} cannot serve it: {error}") from None
+
+
+def runtime_for_format(model_format: Format, policy: LoadPolicy) -> RuntimeName:
+    """The runtime config.pbtxt's platform asks for, if `SERVE_RUNTIME` and the device allow."""
+    if policy.runtime not in ("auto", model_format):
+        raise LoadError(
+            f"SERVE_RUNTIME={policy.runtime}, but {CONFIG_FILE}'s platform is served by "
+            f"{model_format}"
+        )
+    if model_format == "onnxruntime" and policy.device != "cpu":
+        raise LoadError(
+            f"ONNX Runtime serves on the CPU here, not {policy.device}: this model's "
+            f"{CONFIG_FILE} names an ONNX model"
+        )
+    return model_format
+
+
+def _open(
+    runtime_name: RuntimeName,
+    model_path: Path,
+    card: ModelSpec,
+    digest: str,
+    batching: BatchingConfig,
+    policy: LoadPolicy,
+) -> LoadedModel:
+    """The checked file opened by its runtime, warmed up, with its inline rows measured."""
     check_staging(card, batching, policy)
     runtime = open_checked(runtime_name, model_path, card, batching, policy)
     try:
@@ -164,7 +249,7 @@ def _load_version(
         inline = inline_rows(runtime, policy.inline_max_s) if batching.max_queue_delay_s == 0 else 0
     except Exception as error:
         raise LoadError(f"warm-up forward pass failed: {summarize(error)}") from None
-    return LoadedModel(card, runtime, batching, digest, inline)
+    return LoadedModel(card, runtime, batching, digest, inline, model_path.name)
 
 
 def choose_runtime(card: ModelCard, policy: LoadPolicy) -> RuntimeName:
@@ -188,7 +273,7 @@ def choose_runtime(card: ModelCard, policy: LoadPolicy) -> RuntimeName:
 
 
 def open_checked(
-    name: RuntimeName, path: Path, card: ModelCard, batching: BatchingConfig, policy: LoadPolicy
+    name: RuntimeName, path: Path, card: ModelSpec, batching: BatchingConfig, policy: LoadPolicy
 ) -> Runtime:
     """The runtime on `path`, or LoadError with the first line of what the runtime said,
     without the directories it names (ONNX Runtime quotes the file's absolute path)."""
@@ -235,7 +320,7 @@ def check_trusted(digest: str, policy: LoadPolicy, file_name: str = MODEL_FILE) 
         )
 
 
-def check_staging(card: ModelCard, batching: BatchingConfig, policy: LoadPolicy) -> None:
+def check_staging(card: ModelSpec, batching: BatchingConfig, policy: LoadPolicy) -> None:
     """The staging buffer (max_batch_size x features float32) fits the limit, before any of it
     is allocated."""
     needed = batching.max_batch_size * card.input.features * FLOAT32_BYTES
@@ -261,14 +346,30 @@ def read_trusted(path: Path) -> frozenset[str]:
     return frozenset(digests)
 
 
-def unchanged(model: LoadedModel, version_dir: Path, batching: BatchingConfig) -> bool:
-    """Same card (hence the same model hash) and the same batching: no reload needed."""
+def unchanged(
+    model: LoadedModel,
+    version_dir: Path,
+    batching: BatchingConfig,
+    config: ModelConfig | None = None,
+) -> bool:
+    """Same card (hence the same model hash), or still none and the same spec and file from
+    `config`, and the same batching: no reload needed."""
+    card: ModelSpec
+    file_name = model.file
     try:
-        card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_bytes())
-    except (OSError, ValidationError):
+        if model.has_card or config is None:
+            card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_bytes())
+        elif (version_dir / CARD_FILE).exists():
+            return False  # a card appeared (adopted)
+        else:
+            described = triton_model(config, version_dir.parent, model.version)
+            card, file_name = described.spec, described.file_name
+        digest = sha256_of(version_dir / file_name)
+    except (OSError, ValidationError, UnsupportedModel):
         return False
-    try:
-        digest = sha256_of(version_dir / model.file)
-    except OSError:
-        return False
-    return card == model.card and batching == model.batching and digest == model.digest
+    return (
+        card == model.card
+        and file_name == model.file
+        and batching == model.batching
+        and digest == model.digest
+    )

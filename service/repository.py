@@ -1,5 +1,5 @@
-"""The served repository: every `<name>/<version>/` verified, loaded by the runtime, warmed up,
-and given a batcher of its own.
+"""The served repository: every `<name>/<version>/` that `version_policy` selects verified,
+loaded by the runtime, warmed up, and given a batcher of its own.
 
 The layout and file formats are `modelrepo`'s (Triton's layout). A version that fails to load
 is kept with its reason and reported as not ready; the rest serve.
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelrepo import layout
-from modelrepo.config import BatchingConfig, batching_of, read_config
+from modelrepo.config import BatchingConfig, ModelConfig, batching_of, read_config
 from modelrepo.devices import resolve_device
 from modelrepo.layout import CONFIG_FILE
+from modelrepo.triton import served_versions
 from service import metrics, statistics
 from service.batching import DynamicBatcher, Observers, summarize
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
@@ -147,9 +148,9 @@ class ModelRegistry:
             return replace(policy, trusted=frozenset(), trust_problem=problem)
 
     def _load_model(self, model_dir: Path, serving: ModelEntry | None = None) -> ModelEntry:
-        """Load every version of one model (blocking). Versions of `serving` whose files did
-        not change are reused; a version that fails to load keeps its serving instance (unless
-        it is no longer trusted)."""
+        """Load every version of one model that its version policy selects (blocking).
+        Versions of `serving` whose files did not change are reused; a version that fails to
+        load keeps its serving instance (unless it is no longer trusted)."""
         entry = ModelEntry(model_dir.name)
         try:
             versions = layout.version_dirs(model_dir)
@@ -158,11 +159,11 @@ class ModelRegistry:
             log.error("model %s not loaded: %s", entry.name, entry.problem)
             return entry
         try:
+            config = read_config(model_dir / CONFIG_FILE)
             batching = batching_of(
-                read_config(model_dir / CONFIG_FILE),
-                self.settings.max_batch_size,
-                self.settings.max_queue_delay_ms / 1e3,
+                config, self.settings.max_batch_size, self.settings.max_queue_delay_ms / 1e3
             )
+            selected = served_versions(config, [int(d.name) for d in versions])
         except Exception as error:  # unreadable, not Triton's ModelConfig, or out of bounds
             for version_dir in versions:
                 entry.failed[int(version_dir.name)] = f"{CONFIG_FILE} is invalid: {error}"
@@ -170,9 +171,13 @@ class ModelRegistry:
             if serving is not None:
                 entry.loaded.update(serving.loaded)
             return entry
+        if versions and not selected:
+            entry.problem = f"{CONFIG_FILE}'s version_policy selects none of the versions on disk"
+            log.error("model %s not loaded: %s", entry.name, entry.problem)
         policy = self.policy()
         for version_dir in versions:
-            self._load_one(entry, version_dir, batching, policy, serving)
+            if int(version_dir.name) in selected:
+                self._load_one(entry, version_dir, batching, policy, serving, config)
         return entry
 
     def _load_one(
@@ -182,10 +187,11 @@ class ModelRegistry:
         batching: BatchingConfig,
         policy: LoadPolicy,
         serving: ModelEntry | None,
+        config: ModelConfig | None,
     ) -> None:
         version = int(version_dir.name)
         current = serving.loaded.get(version) if serving is not None else None
-        if current is not None and unchanged(current, version_dir, batching):
+        if current is not None and unchanged(current, version_dir, batching, config):
             try:
                 check_trusted(current.digest, policy, current.file)  # the operator may withdraw it
             except LoadError as error:
@@ -194,7 +200,7 @@ class ModelRegistry:
             entry.loaded[version] = current
             return
         try:
-            entry.loaded[version] = load_version(version_dir, entry.name, batching, policy)
+            entry.loaded[version] = load_version(version_dir, entry.name, batching, policy, config)
         except LoadError as error:
             self._failed(entry, version, error)
             if current is not None:

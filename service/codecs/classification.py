@@ -9,13 +9,13 @@ import struct
 
 import numpy as np
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.errors import InvalidInput
 
 PARAMETER = "classification"
 
 
-def check_class_count(count: object, card: ModelCard) -> int:
+def check_class_count(count: object, card: ModelSpec) -> int:
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise InvalidInput(f"parameter {PARAMETER!r} must be a positive integer (the top k)")
     if count > card.output.width:
@@ -25,7 +25,7 @@ def check_class_count(count: object, card: ModelCard) -> int:
     return count
 
 
-def top_classes(card: ModelCard, outputs: np.ndarray, count: int) -> list[list[str]]:
+def top_classes(card: ModelSpec, outputs: np.ndarray, count: int) -> list[list[str]]:
     """Each row's `count` highest scores, as Triton writes them (six decimals, as C++'s
     std::to_string)."""
     order = np.argsort(-outputs, axis=1, kind="stable")[:, :count]

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import msgspec
 import numpy as np
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.codecs.schemas import FLOAT32_MAX
 from service.errors import InvalidInput, MalformedRequest, PayloadTooLarge, ServeError
 
@@ -101,7 +101,7 @@ def beyond_float32(node: Any, path: str) -> str | None:
     return None
 
 
-def check_row_count(count: int, card: ModelCard, max_rows: int) -> None:
+def check_row_count(count: int, card: ModelSpec, max_rows: int) -> None:
     """N in [1, max_rows]: checked on the declared count, before any array is built."""
     if count == 0:
         raise InvalidInput(f"no rows to infer; {card.name} expects at least one")

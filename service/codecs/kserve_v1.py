@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.codecs.answer import Answer, json_answer
 from service.codecs.decoding import check_row_count, client_errors, decode_json
 from service.codecs.schemas import (
@@ -31,7 +31,7 @@ def check_media_type(media: str) -> None:
 
 
 @client_errors
-def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
+def decode_rows(body: bytes, card: ModelSpec, max_rows: int) -> np.ndarray:
     """The instances as a float32 (N, features) block, every one checked against the card."""
     instances = decode_json(body, V1PredictRequest, EXAMPLE, float32_bounds=True).instances
     check_row_count(len(instances), card, max_rows)
@@ -46,7 +46,7 @@ def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
     return np.array(instances, dtype=np.float32)
 
 
-def class_predictions(card: ModelCard, outputs: np.ndarray) -> list[ClassPrediction]:
+def class_predictions(card: ModelSpec, outputs: np.ndarray) -> list[ClassPrediction]:
     """A classifier's outputs: label, class name (where the card names them), probabilities."""
     names = card.output.class_names
     labels = outputs.argmax(axis=1).tolist()
@@ -58,9 +58,10 @@ def class_predictions(card: ModelCard, outputs: np.ndarray) -> list[ClassPredict
     ]
 
 
-def encode_answer(card: ModelCard, outputs: np.ndarray) -> Answer:
+def encode_answer(card: ModelSpec, outputs: np.ndarray) -> Answer:
     if card.task == "regression":
-        values = [ValuePrediction(value) for value in outputs[:, 0].tolist()]
+        rows = outputs[:, 0] if card.output.width == 1 else outputs
+        values = [ValuePrediction(value) for value in rows.tolist()]
         return json_answer(V1ValueResponse(card.name, str(card.version), values))
     predictions = class_predictions(card, outputs)
     return json_answer(V1ClassResponse(card.name, str(card.version), predictions))

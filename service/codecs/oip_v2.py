@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.codecs import classification
 from service.codecs.answer import Answer, json_answer
 from service.codecs.decoding import check_finite, check_row_count, client_errors, decode_json
@@ -89,7 +89,7 @@ def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, by
 
 @client_errors
 def decode_request(
-    body: bytes, header_length: str | None, card: ModelCard, max_rows: int, timeout_s: float
+    body: bytes, header_length: str | None, card: ModelSpec, max_rows: int, timeout_s: float
 ) -> V2Payload:
     """`header_length` is the Inference-Header-Content-Length header (None: all JSON);
     `timeout_s` the server's own request timeout."""
@@ -111,7 +111,7 @@ def decode_request(
     )
 
 
-def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
+def _v2_rows(tensor: V2RequestTensor, binary: bytes, card: ModelSpec, max_rows: int) -> np.ndarray:
     dtype = tensor_dtype(tensor.datatype)
     count = check_shape(tensor.shape, card, max_rows)
     binary_size = tensor.parameters.get("binary_data_size")
@@ -139,7 +139,7 @@ def tensor_dtype(datatype: str) -> np.dtype:
     return dtype
 
 
-def check_shape(shape: list[int], card: ModelCard, max_rows: int) -> int:
+def check_shape(shape: list[int], card: ModelSpec, max_rows: int) -> int:
     """[N, features] with N within the row limit; returns the number of values."""
     features = card.input.features
     if len(shape) != 2 or shape[1] != features or shape[0] < 0:
@@ -203,7 +203,7 @@ def as_datatype(values: np.ndarray, datatype: str, dtype: np.dtype) -> np.ndarra
     return values
 
 
-def _wants_binary_output(request: V2InferRequest, card: ModelCard) -> bool:
+def _wants_binary_output(request: V2InferRequest, card: ModelSpec) -> bool:
     for output in request.outputs or []:
         if output.name != card.output.name:
             raise InvalidInput(
@@ -216,7 +216,7 @@ def _wants_binary_output(request: V2InferRequest, card: ModelCard) -> bool:
     return bool(request.parameters.get("binary_data_output", False))
 
 
-def _class_count(request: V2InferRequest, card: ModelCard) -> int:
+def _class_count(request: V2InferRequest, card: ModelSpec) -> int:
     for output in request.outputs or []:
         if classification.PARAMETER in output.parameters:
             return classification.check_class_count(
@@ -235,7 +235,7 @@ def request_timeout(request: V2InferRequest, server_timeout_s: float) -> float:
     return min(server_timeout_s, timeout_us / 1e6)
 
 
-def encode_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> Answer:
+def encode_answer(card: ModelSpec, payload: V2Payload, outputs: np.ndarray) -> Answer:
     """The output tensor as JSON data, or as raw bytes after the JSON header when asked."""
     if payload.class_count:
         return _classification_answer(card, payload, outputs)
@@ -251,7 +251,7 @@ def encode_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> A
     return _binary_answer(card, payload, tensor, raw)
 
 
-def _classification_answer(card: ModelCard, payload: V2Payload, outputs: np.ndarray) -> Answer:
+def _classification_answer(card: ModelSpec, payload: V2Payload, outputs: np.ndarray) -> Answer:
     rows = classification.top_classes(card, outputs, payload.class_count)
     shape = [len(rows), payload.class_count]
     name = card.output.name
@@ -264,7 +264,7 @@ def _classification_answer(card: ModelCard, payload: V2Payload, outputs: np.ndar
 
 
 def _binary_answer(
-    card: ModelCard, payload: V2Payload, tensor: V2ResponseTensor, raw: bytes
+    card: ModelSpec, payload: V2Payload, tensor: V2ResponseTensor, raw: bytes
 ) -> Answer:
     """The binary tensor data extension: the JSON header, then the tensor's raw bytes."""
     tensor.parameters = {"binary_data_size": len(raw)}
@@ -276,7 +276,7 @@ def _binary_answer(
     )
 
 
-def _response(card: ModelCard, payload: V2Payload, tensor: V2ResponseTensor) -> V2InferResponse:
+def _response(card: ModelSpec, payload: V2Payload, tensor: V2ResponseTensor) -> V2InferResponse:
     return V2InferResponse(
         model_name=card.name,
         model_version=str(card.version),

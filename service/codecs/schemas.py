@@ -40,9 +40,10 @@ class ClassPrediction(Struct, omit_defaults=True, kw_only=True):
 
 
 class ValuePrediction(Struct):
-    """A regressor's answer for one instance."""
+    """A regressor's answer for one instance: its value, or its values where the model has
+    several outputs (a Triton model without labels)."""
 
-    value: float
+    value: float | list[float]
 
 
 class V1ClassResponse(Struct):
@@ -93,6 +94,7 @@ class VersionStats(Struct):
     max_queue_delay_ms: float
     inline_max_rows: int = 0
     inline_requests: int = 0
+    has_card: bool = True  # False: a Triton model served from its config.pbtxt alone
 
 
 class V1ModelStatus(Struct):
@@ -101,6 +103,7 @@ class V1ModelStatus(Struct):
     versions: list[str]
     default_version: str | None
     card: dict[str, Any] | None
+    has_card: bool | None = None  # the default version's (None: no version loaded)
     reason: str | None = None
     failed_versions: dict[str, str] = field(default_factory=dict)
     stats: dict[str, VersionStats] = field(default_factory=dict)
@@ -129,12 +132,13 @@ class TensorMetadata(Struct):
     shape: list[int]
 
 
-class V2ModelMetadata(Struct):
+class V2ModelMetadata(Struct, omit_defaults=True):
     name: str
     versions: list[str]
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    parameters: dict[str, Any] | None = None  # {"has_card": false} for a model without one
 
 
 class V2ServerMetadata(Struct):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.codecs import classification
 from service.codecs.decoding import client_errors
 from service.codecs.oip_v2 import (
@@ -51,7 +51,7 @@ class GrpcPayload:
 
 @client_errors
 def decode_request(
-    request: service_pb2.ModelInferRequest, card: ModelCard, max_rows: int, timeout_s: float
+    request: service_pb2.ModelInferRequest, card: ModelSpec, max_rows: int, timeout_s: float
 ) -> GrpcPayload:
     """`timeout_s` is the server's own request timeout; a `timeout` parameter (microseconds,
     as in Triton) may ask for less."""
@@ -104,7 +104,7 @@ def request_timeout(request: service_pb2.ModelInferRequest, server_timeout_s: fl
 
 
 def encode_response(
-    card: ModelCard,
+    card: ModelSpec,
     request: service_pb2.ModelInferRequest,
     payload: GrpcPayload,
     outputs: np.ndarray,

@@ -26,7 +26,7 @@ from multipart import (
 )
 from PIL import Image
 
-from modelrepo.card import ModelCard
+from modelrepo.card import ModelSpec
 from service.codecs import images
 from service.codecs.answer import Answer, json_answer
 from service.codecs.decoding import client_errors
@@ -79,7 +79,7 @@ class PreparedImage:
     input_png: str | None
 
 
-def check_image_model(card: ModelCard) -> None:
+def check_image_model(card: ModelSpec) -> None:
     """Images go only to models whose card declares a 28x28 image input."""
     image = card.input.image
     if image is None:
@@ -275,7 +275,7 @@ def stack_rows(prepared: list[PreparedImage]) -> np.ndarray:
 
 
 def encode_answer(
-    card: ModelCard, uploads: list[Upload], prepared: list[PreparedImage], outputs: np.ndarray
+    card: ModelSpec, uploads: list[Upload], prepared: list[PreparedImage], outputs: np.ndarray
 ) -> Answer:
     """One prediction per upload, in upload order, named by its file."""
     predictions = [

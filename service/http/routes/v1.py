@@ -143,7 +143,8 @@ async def predict_images(request: Request, server: Services, model: LoadedModel)
 
 def model_status(entry: ModelEntry) -> V1ModelStatus:
     default = entry.default_version
-    card = entry.loaded[default].card.model_dump(mode="json") if default is not None else None
+    served = entry.loaded[default] if default is not None else None
+    card = served.card.model_dump(mode="json") if served is not None and served.has_card else None
     stats = {}
     for version, model in entry.loaded.items():
         if model.batcher is not None:
@@ -158,6 +159,7 @@ def model_status(entry: ModelEntry) -> V1ModelStatus:
                 max_queue_delay_ms=model.batcher.max_queue_delay_s * 1e3,
                 inline_max_rows=model.batcher.inline_max_rows,
                 inline_requests=counters.inline_requests,
+                has_card=model.has_card,
             )
     return V1ModelStatus(
         name=entry.name,
@@ -165,6 +167,7 @@ def model_status(entry: ModelEntry) -> V1ModelStatus:
         versions=[str(v) for v in entry.versions],
         default_version=str(default) if default is not None else None,
         card=card,
+        has_card=served.has_card if served is not None else None,
         reason=entry.reason() or None,
         failed_versions={str(v): why for v, why in entry.failed.items()},
         stats=stats,

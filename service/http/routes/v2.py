@@ -152,4 +152,5 @@ def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V
         platform=model.runtime.platform,
         inputs=[TensorMetadata(card.input.name, card.input.datatype, card.input.shape)],
         outputs=[TensorMetadata(card.output.name, card.output.datatype, card.output.shape)],
+        parameters=None if model.has_card else {"has_card": False},
     )
