@@ -19,6 +19,7 @@ OUTPUT_NAME = "OUTPUT__0"
 
 Datatype = Literal["FP32"]
 
+NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"  # a card's model name (Triton's are freer)
 # A row's width is bounded before anything is sized by it (staging buffers, warm-up batches).
 MAX_WIDTH = 1 << 20
 SHA256 = r"^[0-9a-f]{64}$"
@@ -139,7 +140,7 @@ class ModelSpec(_Strict):
 
 
 class ModelCard(ModelSpec):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     metrics: dict[str, float]
     bars: list[Bar]
     dataset: DatasetInfo | None = Field(None, description="None: not known (an adopted model)")

@@ -26,6 +26,13 @@ output [
 ]
 """
 
+ONNX_CONFIG = """
+platform: "onnxruntime_onnx"
+max_batch_size: 16
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 3 ] } ]
+"""
+
 
 class Picker(nn.Module):
     """Softmax of 5 x the first CLASSES features (plus the version, to tell versions apart in
@@ -66,7 +73,7 @@ def write_triton_model(
     return model_dir
 
 
-def write_onnx_model(model_dir: Path, config: str) -> Path:
+def write_onnx_model(model_dir: Path, config: str = ONNX_CONFIG) -> Path:
     """The bundled iris graph (INPUT__0 (N, 4) -> OUTPUT__0 (N, 3)) as a card-less ONNX model."""
     (model_dir / "1").mkdir(parents=True)
     shutil.copy(MODELS_DIR / "iris" / "2" / "model.onnx", model_dir / "1" / "model.onnx")

@@ -1,4 +1,7 @@
-"""`python -m training TASK`: train, export and publish models into the model repository."""
+"""`python -m training TASK`: train, export and publish models into the model repository.
+
+`python -m training adopt DIR`: a card for a Triton model that came without one.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,16 @@ from typing import NoReturn
 import torch
 
 from modelrepo.devices import resolve_device
+from training import adopt
 from training.data import DatasetMissing, default_data_dir
 from training.export import ExportMismatch
 from training.fit import EpochStats
 from training.pipeline import RunOptions, TaskResult, train_task
 from training.tasks import TASKS, TaskSpec
+
+# `python -m training NAME ...`: commands other than training a task, each a module with its
+# own parse_args and main.
+SUBCOMMANDS = {"adopt": adopt}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -26,6 +34,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]].parse_args(argv[1:])
     parser = OneLineParser(prog="mlp-train", description=__doc__)
     parser.add_argument("task", choices=[*TASKS, "all"], help="what to train")
     parser.add_argument(
@@ -122,6 +132,9 @@ def summary(result: TaskResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]].main(argv[1:])
     args = parse_args(argv)
     options = RunOptions(
         data_dir=args.data_dir or default_data_dir(),

@@ -22,6 +22,7 @@ from tests.triton_models import (
     CONFIG,
     INPUT,
     LABELS,
+    ONNX_CONFIG,
     OUTPUT,
     ROWS,
     write_onnx_model,
@@ -30,12 +31,6 @@ from tests.triton_models import (
 )
 
 IRIS_ROW = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
-ONNX_CONFIG = """
-platform: "onnxruntime_onnx"
-max_batch_size: 16
-input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 3 ] } ]
-"""
 
 
 def serve(root: Path, scenario: Callable[[ModelRegistry], Awaitable[None]], **settings) -> None:
