@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import MODELS_DIR, ROOT, copy_bundled
-from tests.service.conftest import Server, start_with_grpc
+from tests.service.conftest import Server, start_server, start_with_grpc
 
 README = (ROOT / "README.md").read_text()
 README_ADDRESS = "localhost:8000"
@@ -39,6 +39,8 @@ PLACEHOLDERS = {"<namespace>": "default", "<domain>": "example.com"}
 SAMPLES = ROOT / "samples"
 SAMPLE_LABELS = {"seven": 7, "two": 2}  # samples/<name>.<ext>: what each picture shows
 SCRIPTS = {"mlp-train": "training", "mlp-serve": "service"}  # [project.scripts]
+# "Bring your own model": the Triton repository its block writes, and the model it serves.
+TRITON_REPO, TRITON_MODEL = "/tmp/triton-repo", "models/flowers"
 
 
 @dataclass
@@ -136,6 +138,23 @@ def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert server.stop() == 0
 
 
+@pytest.fixture(scope="module")
+def triton_readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on the card-less Triton repository that the README's block writes, written by
+    running that block (into a directory of the test's own)."""
+    root = tmp_path_factory.mktemp("readme-triton")
+    (block,) = [
+        body
+        for language, body, _ in fenced_blocks(README)
+        if language == "sh" and f"cat > {TRITON_REPO}/" in body
+    ]
+    script = block.replace(TRITON_REPO, str(root))
+    subprocess.run(["bash", "-e", "-c", script], cwd=ROOT, check=True, capture_output=True)
+    server = start_server(root, tmp_path_factory.mktemp("readme-triton-log") / "server.log")
+    yield server
+    assert server.stop() == 0
+
+
 def matches(answer: str, shown: str) -> bool:
     """`shown` (with `...` elisions) describes `answer`, whitespace aside."""
     answer, shown = re.sub(r"\s", "", answer), re.sub(r"\s", "", shown)
@@ -190,11 +209,13 @@ def run_python(example: Example, server: Server) -> str:
 
 
 @pytest.mark.parametrize("example", REQUESTS, ids=str)
-def test_the_example_answers_as_shown(example: Example, readme_server: Server) -> None:
+def test_the_example_answers_as_shown(example: Example, request: pytest.FixtureRequest) -> None:
+    triton = TRITON_MODEL in example.text
+    server = request.getfixturevalue("triton_readme_server" if triton else "readme_server")
     if example.kind == "python":
-        answer = run_python(example, readme_server)
+        answer = run_python(example, server)
     else:
-        status, answer = run_curl(example, readme_server)
+        status, answer = run_curl(example, server)
         assert status == 200, f"{example}\n{status} {answer}"
         if ":predict-image" in example.text:
             check_labels(example, answer)
