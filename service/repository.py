@@ -44,7 +44,7 @@ class ModelEntry:
     name: str
     loaded: dict[int, LoadedModel] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
-    problem: str = ""  # the model's directory itself could not be read
+    problem: str = ""  # the model's directory cannot be read, or its policy selects no version
 
     @property
     def versions(self) -> list[int]:
@@ -294,6 +294,7 @@ class ModelRegistry:
                         "max_queue_delay_ms": model.batching.max_queue_delay_s * 1e3,
                         "max_queue_size": self.settings.max_queue_size,
                         "inline_max_rows": model.inline_rows,
+                        "has_card": model.has_card,
                     }
                 },
             )

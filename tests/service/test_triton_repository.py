@@ -3,8 +3,7 @@ loaded in process by `ModelRegistry`, then served end to end to the official tri
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,8 +15,8 @@ from torch import nn
 
 from modelrepo.layout import sha256_of
 from service.repository import READY, UNAVAILABLE, IndexEntry, ModelRegistry
-from service.settings import Settings
 from tests.service.conftest import Server, start_with_grpc
+from tests.service.test_repository import serve
 from tests.triton_models import (
     CONFIG,
     INPUT,
@@ -31,18 +30,6 @@ from tests.triton_models import (
 )
 
 IRIS_ROW = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
-
-
-def serve(root: Path, scenario: Callable[[ModelRegistry], Awaitable[None]], **settings) -> None:
-    async def main() -> None:
-        registry = ModelRegistry(Settings(models=root, device="cpu", **settings))
-        await registry.start()
-        try:
-            await scenario(registry)
-        finally:
-            await registry.stop()
-
-    asyncio.run(main())
 
 
 def test_a_card_less_model_is_served_from_its_config(tmp_path: Path) -> None:
