@@ -13,7 +13,9 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from torch import nn
 
+from modelrepo.config import BatchingConfig, parse_config
 from modelrepo.layout import sha256_of
+from service.loading import LoadError, LoadPolicy, load_version
 from service.repository import READY, UNAVAILABLE, IndexEntry, ModelRegistry
 from tests.service.conftest import Server, start_with_grpc
 from tests.service.test_repository import serve
@@ -181,6 +183,41 @@ def test_a_model_that_cannot_be_served_is_unready_with_the_reason(
         assert str(tmp_path) not in reason
 
     serve(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    ("onnx", "runtime", "device", "reason"),
+    [
+        (
+            False,
+            "onnxruntime",
+            "cpu",
+            "SERVE_RUNTIME=onnxruntime, but config.pbtxt's platform is served by torchscript",
+        ),
+        (
+            True,
+            "torchscript",
+            "cpu",
+            "SERVE_RUNTIME=torchscript, but config.pbtxt's platform is served by onnxruntime",
+        ),
+        (
+            True,
+            "auto",
+            "cuda",
+            "ONNX Runtime serves on the CPU here, not cuda: this model's config.pbtxt names an "
+            "ONNX model",
+        ),
+    ],
+)
+def test_the_platform_decides_the_runtime_within_serve_runtime_and_the_device(
+    tmp_path: Path, onnx: bool, runtime: str, device: str, reason: str
+) -> None:
+    model_dir = write_onnx_model(tmp_path / "m") if onnx else write_triton_model(tmp_path / "m")
+    config = parse_config((model_dir / "config.pbtxt").read_text())
+    policy = LoadPolicy(device, warmup=False, max_staging_bytes=1 << 20, runtime=runtime)  # type: ignore[arg-type]
+    with pytest.raises(LoadError) as refused:
+        load_version(model_dir / "1", "m", BatchingConfig(8, 0.0), policy, config)
+    assert str(refused.value) == reason
 
 
 def test_the_trusted_list_applies_to_a_card_less_model(tmp_path: Path) -> None:
