@@ -77,16 +77,14 @@ class LoadedModel:
         card: ModelSpec,
         runtime: Runtime,
         batching: BatchingConfig,
-        digest: str = "",
-        inline_rows: int = 0,
-        file: str = "",
+        digest: str,
+        inline_rows: int,
+        file: str,
     ) -> None:
         self.card = card
         self.runtime = runtime
         self.batching = batching
-        self.file = file or FILES[runtime.name]
-        if not digest and isinstance(card, ModelCard):
-            digest = card.sha256
+        self.file = file  # the file it runs, whose sha256 is `digest`
         self.digest = digest
         self.inline_rows = inline_rows  # rows a lone request may run on the event loop
         self.batcher: DynamicBatcher | None = None

@@ -50,8 +50,9 @@ class OnnxRuntime:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError("the graph must have one input and one output")
-        if inputs[0].shape[-1] != features:
-            raise ValueError(f"the graph takes {inputs[0].shape[-1]} features, the card {features}")
+        shape = inputs[0].shape
+        if len(shape) != 2 or shape[1] != features:
+            raise ValueError(f"the graph takes inputs of shape {shape}, the card [-1, {features}]")
         return cls(session, max_rows, features)
 
     @property

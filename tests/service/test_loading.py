@@ -16,7 +16,9 @@ from onnx import TensorProto, helper
 
 from modelrepo.config import BatchingConfig
 from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
+from service.batching import DynamicBatcher
 from service.errors import ModelNotReady
+from service.in_flight import REQUESTS
 from service.loading import (
     BackendMissing,
     LoadError,
@@ -331,3 +333,104 @@ def test_the_onnx_session_gets_the_threads_asked_for(iris: Path) -> None:
     model = load_version(iris, "iris", BATCHING, policy(threads=2))
     options = model.runtime.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+
+
+def test_a_lone_request_runs_inline_and_one_with_company_through_the_queue(
+    iris: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_version(iris, "iris", BATCHING, policy(inline_max_s=10.0))
+    row = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+
+    async def scenario() -> None:
+        model.batcher = DynamicBatcher(
+            model.runtime.run_batch,
+            name="iris/2",
+            max_batch_size=8,
+            max_queue_delay_s=0.0,
+            max_queue_size=64,
+            inline_max_rows=model.inline_rows,
+        )
+        model.batcher.start()
+        try:
+            for in_server in (0, 1, 2):
+                monkeypatch.setattr(REQUESTS, "requests", in_server)
+                await model.infer(row, 30)
+                inline.append(model.batcher.stats.inline_requests)
+        finally:
+            await model.batcher.stop()
+
+    inline: list[int] = []
+    asyncio.run(scenario())
+    assert inline == [1, 2, 2]  # none or one request in the server: inline; two: queued
+    assert model.batcher.stats.batches == 3
+
+
+def test_the_config_gives_the_queue_delay_in_whole_microseconds(iris: Path) -> None:
+    model = load_version(iris, "iris", BatchingConfig(8, 0.75), policy())
+    assert model.config().dynamic_batching.max_queue_delay_microseconds == 750_000
+
+
+def test_a_mismatch_names_both_digests(iris: Path) -> None:
+    (iris / ONNX_FILE).write_bytes((iris / ONNX_FILE).read_bytes() + b"\0")
+    card = read_card(iris)
+    with pytest.raises(LoadError) as refused:
+        load_version(iris, "iris", BATCHING, policy())
+    assert str(refused.value) == (
+        f"sha256 of model.onnx is {sha256_of(iris / ONNX_FILE)}, "
+        f"the card says {card.files[ONNX_FILE]}"
+    )
+
+
+def test_onnxruntime_on_cuda_says_what_to_use_instead(iris: Path) -> None:
+    with pytest.raises(LoadError) as refused:
+        load_version(iris, "iris", BATCHING, policy(runtime="onnxruntime", device="cuda"))
+    assert str(refused.value) == (
+        "ONNX Runtime serves on the CPU here, not cuda: "
+        "use SERVE_RUNTIME=torchscript (or auto) for CUDA"
+    )
+
+
+def test_an_unexpected_error_while_loading_names_its_type_and_first_line(
+    iris: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def surprise(*args: object) -> None:
+        raise KeyError("location")
+
+    monkeypatch.setattr("service.loading.check_staging", surprise)
+    with pytest.raises(LoadError, match=r"^unexpected KeyError: 'location'$"):
+        load_version(iris, "iris", BATCHING, policy())
+
+
+@pytest.mark.parametrize("resolved", [True, False], ids=["resolved", "as-given"])
+def test_a_runtime_error_loses_the_directory_in_either_spelling(
+    iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resolved: bool
+) -> None:
+    """Reached through a symbolic link, the version directory has two spellings; a library
+    may quote either."""
+    (tmp_path / "link").symlink_to(iris.parent.parent)
+    linked = tmp_path / "link" / "iris" / "2"
+
+    def quoting(name: str, path: Path, *args: object) -> None:
+        raise RuntimeError(f"cannot open {path.resolve() if resolved else path}: bad magic")
+
+    monkeypatch.setattr("service.loading.open_runtime", quoting)
+    with pytest.raises(LoadError) as refused:
+        load_version(linked, "iris", BATCHING, policy())
+    assert str(refused.value) == "model.onnx cannot be loaded: cannot open model.onnx: bad magic"
+
+
+def test_a_runtime_error_without_a_message_is_named_by_its_type(
+    iris: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def silent(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("service.loading.open_runtime", silent)
+    with pytest.raises(LoadError, match=r"^model\.onnx cannot be loaded: MemoryError$"):
+        load_version(iris, "iris", BATCHING, policy())
+
+
+def test_a_trusted_list_comment_ends_the_line_at_its_first_hash(tmp_path: Path) -> None:
+    path = tmp_path / "trusted.txt"
+    path.write_text(f"{'c' * 64}  model.pt # iris # version 2\n")
+    assert read_trusted(path) == frozenset({"c" * 64})

@@ -93,3 +93,37 @@ def test_external_data_in_a_subgraph_is_checked(version_dir: Path) -> None:
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(ExternalDataOutside):
         check_external_data(path)
+
+
+def test_external_data_that_names_no_location_is_refused(version_dir: Path) -> None:
+    path = adds_external_weights(version_dir, "w.bin")
+    model = onnx.load(str(path), load_external_data=False)
+    (weights,) = model.graph.initializer
+    kept = [entry for entry in weights.external_data if entry.key != "location"]
+    weights.ClearField("external_data")
+    weights.external_data.extend(kept)
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(
+        ExternalDataOutside,
+        match=r"^tensor 'w' names external data '' outside its version directory$",
+    ):
+        check_external_data(path)
+
+
+def test_external_data_in_a_list_of_subgraphs_is_checked(version_dir: Path) -> None:
+    """An attribute may hold several graphs (type GRAPHS); each one is read."""
+    written = adds_external_weights(version_dir, "../../../secret.bin")
+    inner = onnx.load(str(written), load_external_data=False).graph
+    clean = helper.make_graph([], "clean", [], [])
+    node = helper.make_node("Branches", ["INPUT__0"], ["OUTPUT__0"], domain="fixture")
+    node.attribute.append(helper.make_attribute("branches", [clean, inner]))
+    graph = helper.make_graph(
+        [node],
+        "outer",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, ["batch", 4])],
+    )
+    path = version_dir / "model.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ExternalDataOutside, match=r"^tensor 'w' names external data"):
+        check_external_data(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -160,8 +161,58 @@ def test_an_onnx_graph_of_another_width_is_refused(tmp_path: Path) -> None:
         helper.make_node("Identity", ["INPUT__0"], ["OUTPUT__0"]),
         output_shape=["batch", 4],
     )
-    with pytest.raises(ValueError, match="the graph takes 4 features, the card 5"):
+    with pytest.raises(
+        ValueError, match=r"^the graph takes inputs of shape \['batch', 4\], the card \[-1, 5\]$"
+    ):
         OnnxRuntime.load(path, 8, 5)
+
+
+def test_an_onnx_graph_of_another_rank_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT__0"], ["OUTPUT__0"])],
+        "images",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 1, 4])],
+        [helper.make_tensor_value_info("OUTPUT__0", TensorProto.FLOAT, ["batch", 1, 4])],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    with pytest.raises(ValueError, match=r"^the graph takes inputs of shape \['batch', 1, 4\]"):
+        OnnxRuntime.load(tmp_path / "model.onnx", 8, 4)
+
+
+def test_an_onnx_graph_of_two_outputs_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT__0"], [name]) for name in ("OUTPUT__0", "OUTPUT__1")],
+        "two",
+        [helper.make_tensor_value_info("INPUT__0", TensorProto.FLOAT, ["batch", 4])],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4])
+            for n in ("OUTPUT__0", "OUTPUT__1")
+        ],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    with pytest.raises(ValueError, match=r"^the graph must have one input and one output$"):
+        OnnxRuntime.load(tmp_path / "model.onnx", 8, 4)
+
+
+def test_an_onnx_session_runs_sequentially_on_one_thread_logging_errors_only() -> None:
+    runtime = OnnxRuntime.load(MODELS_DIR / "iris" / "2" / layout.ONNX_FILE, 8, 4)
+    options = runtime.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    assert options.log_severity_level == 3  # ONNX Runtime's warnings are not the operator's
+    assert runtime.session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_torchscript_runs_on_its_device_with_the_threads_asked_for() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 8, 4)
+        assert (runtime.device, torch.get_num_threads()) == ("cpu", 1)  # one by default
+        open_runtime("torchscript", MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 8, 4, 3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_missing_backend_says_what_to_install(
