@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
+import json
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 
 from modelrepo.card import ModelCard
 from service.codecs.answer import Answer, json_answer
-from service.codecs.decoding import check_row_count, client_errors, decode_json
+from service.codecs.decoding import FINITE_FLOAT32, check_row_count, client_errors, decode_json
 from service.codecs.schemas import (
+    FLOAT32_MAX,
     ClassPrediction,
+    RawInstances,
     V1ClassResponse,
     V1PredictRequest,
     V1ValueResponse,
@@ -17,6 +24,8 @@ from service.codecs.schemas import (
 from service.errors import InvalidInput, UnsupportedMediaType
 
 EXAMPLE = '{"instances": [[...], ...]}'
+LIKE_NAMED = 'send JSON like {"instances": [{"feature name": number, ...}, ...]}'
+JSON_TYPES = {str: "str", bool: "bool", type(None): "null", list: "array", dict: "object"}
 
 
 def check_media_type(media: str) -> None:
@@ -32,18 +41,104 @@ def check_media_type(media: str) -> None:
 
 @client_errors
 def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
-    """The instances as a float32 (N, features) block, every one checked against the card."""
+    """The instances as a float32 (N, features) block, every one checked against the card.
+
+    An instance is a list in the card's feature order, or an object keyed by its feature names
+    in any order; lists are checked while msgspec decodes them (the hot path), objects after.
+    """
     instances = decode_json(body, V1PredictRequest, EXAMPLE, float32_bounds=True).instances
     check_row_count(len(instances), card, max_rows)
     features = card.input.features
+    named = []
     for index, instance in enumerate(instances):
-        if len(instance) != features:
+        if isinstance(instance, dict):
+            named.append((index, instance))
+        elif len(instance) != features:
             raise InvalidInput(
                 f"{card.name} expects {features} features per instance; "
                 f"instance {index} has {len(instance)}"
             )
+    if named:
+        for index, row in ordered_rows(body, named, card):
+            instances[index] = row
     # Float32 bounds were checked while decoding: the cast cannot overflow.
     return np.array(instances, dtype=np.float32)
+
+
+def ordered_rows(
+    body: bytes, named: list[tuple[int, dict[str, Any]]], card: ModelCard
+) -> Iterator[tuple[int, list[float]]]:
+    """Each object instance (by its index) as its values in the card's feature order, once its
+    names and values are checked."""
+    names = card.input.feature_names
+    if names is None:
+        raise InvalidInput(without_feature_names(card))
+    known = frozenset(names)
+    written = instances_as_written(body)
+    for index, instance in named:
+        # A name given twice leaves one entry in the decoded dict: the counts differ.
+        if len(instance) != len(written[index]) or instance.keys() != known:
+            raise InvalidInput(wrong_names(card.name, names, written[index], index))
+        yield index, checked_values(instance, names, index)
+
+
+def instances_as_written(body: bytes) -> list[Any]:
+    """The instances read once more, each object as its (name, value) pairs in the order
+    written: a decoded dict keeps one value of a name given twice and no trace of the other."""
+    raw = decode_json(body, RawInstances, EXAMPLE).instances
+    instances: list[Any] = json.loads(bytes(raw), object_pairs_hook=list)
+    return instances
+
+
+def without_feature_names(card: ModelCard) -> str:
+    features = card.input.features
+    if card.input.image is not None:
+        return (
+            f"model {card.name} has no feature names; send each instance as a list of its "
+            f"{features} pixel values, or the pictures to :predict-image"
+        )
+    return f"model {card.name} has no feature names; send lists of {features} values"
+
+
+def wrong_names(model: str, names: list[str], pairs: list[tuple[str, Any]], index: int) -> str:
+    """What is wrong with an object's names, the first found: a name the card does not have
+    (with the card's nearest), one given twice, or the card's names it lacks."""
+    known, seen = set(names), set()
+    for name, _ in pairs:
+        if name not in known:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (
+                f"instance {index} has an unknown feature {name!r}{hint}; "
+                f"{model}'s features are {few(names)}"
+            )
+        if name in seen:
+            return f"instance {index} gives feature {name!r} more than once"
+        seen.add(name)
+    missing = [name for name in names if name not in seen]
+    return f"instance {index} lacks feature{'s' if len(missing) > 1 else ''} {few(missing)}"
+
+
+def few(names: list[str], shown: int = 8) -> str:
+    """Names for a message: all of a short list, the first few of a long one."""
+    quoted = ", ".join(repr(name) for name in names[:shown])
+    return quoted if len(names) <= shown else f"{quoted} and {len(names) - shown} more"
+
+
+def checked_values(instance: dict[str, Any], names: list[str], index: int) -> list[float]:
+    """The values in the card's order, each a JSON number that float32 holds, as in a list."""
+    values = [instance[name] for name in names]
+    for name, value in zip(names, values, strict=True):
+        if type(value) not in (int, float) or abs(value) > FLOAT32_MAX:  # bool is neither
+            raise InvalidInput(value_error(value, f"$.instances[{index}].{name}"))
+    return values
+
+
+def value_error(value: Any, where: str) -> str:
+    """What the list path says of the same value, at the feature's path."""
+    if type(value) in (int, float):
+        return f"{FINITE_FLOAT32}; at `{where}`"
+    return f"Expected `float`, got `{JSON_TYPES[type(value)]}` - at `{where}`; {LIKE_NAMED}"
 
 
 def class_predictions(card: ModelCard, outputs: np.ndarray) -> list[ClassPrediction]:
