@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct, field
 
+from modelrepo.card import FLOAT32_MAX
+
 
 class ErrorResponse(Struct):
     error: str
@@ -18,8 +20,6 @@ class ErrorResponse(Struct):
 
 # KServe v1 ------------------------------------------------------------------------------
 
-
-FLOAT32_MAX = 3.4028234663852886e38
 
 Float32 = Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 """A JSON number that stays finite as float32: checked while decoding, not after."""
