@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from modelrepo.card import ModelCard
@@ -15,6 +15,7 @@ from service.codecs.decoding import FINITE_FLOAT32, check_row_count, client_erro
 from service.codecs.schemas import (
     FLOAT32_MAX,
     ClassPrediction,
+    Float32,
     RawInstances,
     V1ClassResponse,
     V1PredictRequest,
@@ -25,6 +26,9 @@ from service.errors import InvalidInput, UnsupportedMediaType
 
 EXAMPLE = '{"instances": [[...], ...]}'
 LIKE_NAMED = 'send JSON like {"instances": [{"feature name": number, ...}, ...]}'
+# Counts an object's members; numbers are read as `bool`, cheaper than float, as only the count
+# is kept (the typed decode has checked them).
+MEMBER_COUNTER = json.JSONDecoder(object_pairs_hook=len, parse_float=bool, parse_int=bool)
 JSON_TYPES = {str: "str", bool: "bool", type(None): "null", list: "array", dict: "object"}
 
 
@@ -59,7 +63,8 @@ def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
                 f"instance {index} has {len(instance)}"
             )
     if named:
-        for index, row in ordered_rows(body, named, card):
+        rows = ordered_rows(body, named, card)
+        for (index, _), row in zip(named, rows, strict=True):
             instances[index] = row
     # Float32 bounds were checked while decoding: the cast cannot overflow.
     return np.array(instances, dtype=np.float32)
@@ -67,27 +72,41 @@ def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
 
 def ordered_rows(
     body: bytes, named: list[tuple[int, dict[str, Any]]], card: ModelCard
-) -> Iterator[tuple[int, list[float]]]:
-    """Each object instance (by its index) as its values in the card's feature order, once its
-    names and values are checked."""
+) -> list[list[float]]:
+    """The object instances (index, decoded dict) as rows in the card's feature order, once
+    their names and values are checked."""
     names = card.input.feature_names
     if names is None:
         raise InvalidInput(without_feature_names(card))
     known = frozenset(names)
-    written = instances_as_written(body)
+    counts = member_counts(body)
     for index, instance in named:
-        # A name given twice leaves one entry in the decoded dict: the counts differ.
-        if len(instance) != len(written[index]) or instance.keys() != known:
-            raise InvalidInput(wrong_names(card.name, names, written[index], index))
-        yield index, checked_values(instance, names, index)
+        # A decoded dict keeps one entry of a name given twice: only the JSON text tells.
+        if len(instance) != counts[index]:
+            raise InvalidInput(repeated_name(body, index))
+        if instance.keys() != known:
+            raise InvalidInput(wrong_names(card.name, names, list(instance), index))
+    rows = [[instance[name] for name in names] for _, instance in named]
+    try:
+        return msgspec.convert(rows, list[list[Float32]])
+    except msgspec.ValidationError:
+        raise InvalidInput(value_error(names, named, rows)) from None
 
 
-def instances_as_written(body: bytes) -> list[Any]:
-    """The instances read once more, each object as its (name, value) pairs in the order
-    written: a decoded dict keeps one value of a name given twice and no trace of the other."""
+def member_counts(body: bytes) -> list[Any]:
+    """Each object instance's member count, names repeated or not (a list instance stays a list:
+    only objects are asked)."""
     raw = decode_json(body, RawInstances, EXAMPLE).instances
-    instances: list[Any] = json.loads(bytes(raw), object_pairs_hook=list)
-    return instances
+    counts: list[Any] = MEMBER_COUNTER.decode(bytes(raw).decode())
+    return counts
+
+
+def repeated_name(body: bytes, index: int) -> str:
+    raw = decode_json(body, RawInstances, EXAMPLE).instances
+    pairs = json.loads(bytes(raw), object_pairs_hook=list)[index]
+    names = [name for name, _ in pairs]
+    repeated = next(name for position, name in enumerate(names) if name in names[:position])
+    return f"instance {index} gives feature {repeated!r} more than once"
 
 
 def without_feature_names(card: ModelCard) -> str:
@@ -100,11 +119,11 @@ def without_feature_names(card: ModelCard) -> str:
     return f"model {card.name} has no feature names; send lists of {features} values"
 
 
-def wrong_names(model: str, names: list[str], pairs: list[tuple[str, Any]], index: int) -> str:
-    """What is wrong with an object's names, the first found: a name the card does not have
-    (with the card's nearest), one given twice, or the card's names it lacks."""
-    known, seen = set(names), set()
-    for name, _ in pairs:
+def wrong_names(model: str, names: list[str], given: list[str], index: int) -> str:
+    """Why an object's names are not the card's: the first it gives that the card lacks (with
+    the card's nearest), else the card's names it lacks."""
+    known = set(names)
+    for name in given:
         if name not in known:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -112,10 +131,8 @@ def wrong_names(model: str, names: list[str], pairs: list[tuple[str, Any]], inde
                 f"instance {index} has an unknown feature {name!r}{hint}; "
                 f"{model}'s features are {few(names)}"
             )
-        if name in seen:
-            return f"instance {index} gives feature {name!r} more than once"
-        seen.add(name)
-    missing = [name for name in names if name not in seen]
+    present = set(given)
+    missing = [name for name in names if name not in present]
     return f"instance {index} lacks feature{'s' if len(missing) > 1 else ''} {few(missing)}"
 
 
@@ -125,17 +142,17 @@ def few(names: list[str], shown: int = 8) -> str:
     return quoted if len(names) <= shown else f"{quoted} and {len(names) - shown} more"
 
 
-def checked_values(instance: dict[str, Any], names: list[str], index: int) -> list[float]:
-    """The values in the card's order, each a JSON number that float32 holds, as in a list."""
-    values = [instance[name] for name in names]
-    for name, value in zip(names, values, strict=True):
-        if type(value) not in (int, float) or abs(value) > FLOAT32_MAX:  # bool is neither
-            raise InvalidInput(value_error(value, f"$.instances[{index}].{name}"))
-    return values
-
-
-def value_error(value: Any, where: str) -> str:
-    """What the list path says of the same value, at the feature's path."""
+def value_error(
+    names: list[str], named: list[tuple[int, dict[str, Any]]], rows: list[list[Any]]
+) -> str:
+    """What the list path says of the first value that is no float32 number, at its name."""
+    index, name, value = next(
+        (index, name, value)
+        for (index, _), row in zip(named, rows, strict=True)
+        for name, value in zip(names, row, strict=True)
+        if type(value) not in (int, float) or abs(value) > FLOAT32_MAX  # bool is neither
+    )
+    where = f"$.instances[{index}].{name}"
     if type(value) in (int, float):
         return f"{FINITE_FLOAT32}; at `{where}`"
     return f"Expected `float`, got `{JSON_TYPES[type(value)]}` - at `{where}`; {LIKE_NAMED}"
