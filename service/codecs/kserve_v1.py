@@ -18,6 +18,7 @@ from service.codecs.schemas import (
     Float32,
     RawInstances,
     V1ClassResponse,
+    V1ListRequest,
     V1PredictRequest,
     V1ValueResponse,
     ValuePrediction,
@@ -29,6 +30,7 @@ LIKE_NAMED = 'send JSON like {"instances": [{"feature name": number, ...}, ...]}
 # Counts an object's members; numbers are read as `bool`, cheaper than float, as only the count
 # is kept (the typed decode has checked them).
 MEMBER_COUNTER = json.JSONDecoder(object_pairs_hook=len, parse_float=bool, parse_int=bool)
+LISTS = msgspec.json.Decoder(V1ListRequest)
 JSON_TYPES = {str: "str", bool: "bool", type(None): "null", list: "array", dict: "object"}
 
 
@@ -48,8 +50,23 @@ def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
     """The instances as a float32 (N, features) block, every one checked against the card.
 
     An instance is a list in the card's feature order, or an object keyed by its feature names
-    in any order; lists are checked while msgspec decodes them (the hot path), objects after.
+    in any order. Lists alone are the hot path: one typed decode checks their values.
     """
+    try:
+        instances = LISTS.decode(body).instances
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return decode_mixed_rows(body, card, max_rows)  # objects, or a body to tell what is wrong
+    check_row_count(len(instances), card, max_rows)
+    features = card.input.features
+    for index, instance in enumerate(instances):
+        if len(instance) != features:
+            raise InvalidInput(wrong_width(card, index, instance))
+    # Float32 bounds were checked while decoding: the cast cannot overflow.
+    return np.array(instances, dtype=np.float32)
+
+
+def decode_mixed_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
+    """Instances of which some are objects, each ordered by the card's feature names."""
     instances = decode_json(body, V1PredictRequest, EXAMPLE, float32_bounds=True).instances
     check_row_count(len(instances), card, max_rows)
     features = card.input.features
@@ -58,16 +75,18 @@ def decode_rows(body: bytes, card: ModelCard, max_rows: int) -> np.ndarray:
         if isinstance(instance, dict):
             named.append((index, instance))
         elif len(instance) != features:
-            raise InvalidInput(
-                f"{card.name} expects {features} features per instance; "
-                f"instance {index} has {len(instance)}"
-            )
-    if named:
-        rows = ordered_rows(body, named, card)
-        for (index, _), row in zip(named, rows, strict=True):
-            instances[index] = row
-    # Float32 bounds were checked while decoding: the cast cannot overflow.
+            raise InvalidInput(wrong_width(card, index, instance))
+    rows = ordered_rows(body, named, card)
+    for (index, _), row in zip(named, rows, strict=True):
+        instances[index] = row
     return np.array(instances, dtype=np.float32)
+
+
+def wrong_width(card: ModelCard, index: int, instance: list[float]) -> str:
+    return (
+        f"{card.name} expects {card.input.features} features per instance; "
+        f"instance {index} has {len(instance)}"
+    )
 
 
 def ordered_rows(

@@ -52,6 +52,12 @@ class V1PredictRequest(Struct, forbid_unknown_fields=False):
     instances: list[FeatureList | NamedInstance]
 
 
+class V1ListRequest(Struct, forbid_unknown_fields=False):
+    """A `V1PredictRequest` whose instances are all lists: the hot path's schema."""
+
+    instances: list[list[Float32]]
+
+
 class RawInstances(Struct, forbid_unknown_fields=False):
     """The instances of a v1 request as their JSON text, for what a typed decode cannot tell."""
 
