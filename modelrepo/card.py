@@ -70,6 +70,8 @@ class InputSpec(_Strict):
             )
         if self.feature_names is not None and len(self.feature_names) != self.shape[1]:
             raise ValueError("feature_names must name every feature")
+        if self.feature_names is not None and len(set(self.feature_names)) != self.shape[1]:
+            raise ValueError("feature_names must be distinct: requests name features by them")
         if self.example is not None and len(self.example) != self.shape[1]:
             raise ValueError("example must give a value for every feature")
         if self.example is not None and not all(abs(x) <= FLOAT32_MAX for x in self.example):

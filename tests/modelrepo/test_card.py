@@ -1,5 +1,6 @@
-"""The card's optional typical row (`input.example`): absent in older cards, else one finite
-float32 value per feature."""
+"""The card's input spec as requests rely on it: feature names that tell features apart, and
+the optional typical row (`input.example`): absent in older cards, else one finite float32
+value per feature."""
 
 from __future__ import annotations
 
@@ -47,4 +48,11 @@ def test_an_example_of_the_wrong_width_or_values_is_refused(example: list, text:
 def test_the_input_still_forbids_unknown_fields() -> None:
     card = {**IRIS, "input": {**IRIS["input"], "examples": [[5.1, 3.5, 1.4, 0.2]]}}
     with pytest.raises(ValidationError, match="examples"):
+        ModelCard.model_validate(card)
+
+
+def test_feature_names_must_be_distinct() -> None:
+    names = ["sepal_length_cm", "sepal_width_cm", "sepal_length_cm", "petal_width_cm"]
+    card = {**IRIS, "input": {**IRIS["input"], "feature_names": names}}
+    with pytest.raises(ValidationError, match="feature_names must be distinct"):
         ModelCard.model_validate(card)
