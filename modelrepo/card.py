@@ -3,6 +3,11 @@
 Training writes it, the service validates it before loading the model, and clients read it
 from the model's metadata. Tensor names and data types follow Triton's PyTorch backend and the
 Open Inference Protocol, so the same repository serves unchanged under Triton.
+
+`input.feature_names` (optional) names the row's columns in order: clients may then send an
+instance as an object keyed by them. `input.example` (optional) is one typical row in those
+columns' raw units, in the same order (say a training row near the median): the demo page fills
+its form with it. Whoever writes a card from data may fill it; cards without it stay valid.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"  # a card's model name (Triton's are freer)
 # A row's width is bounded before anything is sized by it (staging buffers, warm-up batches).
 MAX_WIDTH = 1 << 20
 SHA256 = r"^[0-9a-f]{64}$"
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32; requests are held to it too
 
 
 class _Strict(BaseModel):
@@ -45,6 +51,9 @@ class InputSpec(_Strict):
     datatype: Datatype = "FP32"
     shape: list[int] = Field(description="-1 marks the dynamic batch dimension")
     feature_names: list[str] | None = None
+    example: list[float] | None = Field(
+        None, description="one typical row, in feature order and raw units (the demo's form)"
+    )
     image: ImageSpec | None = None
     description: str = ""
 
@@ -62,6 +71,12 @@ class InputSpec(_Strict):
             )
         if self.feature_names is not None and len(self.feature_names) != self.shape[1]:
             raise ValueError("feature_names must name every feature")
+        if self.feature_names is not None and len(set(self.feature_names)) != self.shape[1]:
+            raise ValueError("feature_names must be distinct: requests name features by them")
+        if self.example is not None and len(self.example) != self.shape[1]:
+            raise ValueError("example must give a value for every feature")
+        if self.example is not None and not all(abs(x) <= FLOAT32_MAX for x in self.example):
+            raise ValueError("example values must be finite and fit in float32")
         if self.image is not None and self.image.height * self.image.width != self.shape[1]:
             raise ValueError("image height * width must equal the number of features")
         return self

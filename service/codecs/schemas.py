@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct, field
 
+from modelrepo.card import FLOAT32_MAX
+
 
 class ErrorResponse(Struct):
     error: str
@@ -19,16 +21,47 @@ class ErrorResponse(Struct):
 # KServe v1 ------------------------------------------------------------------------------
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-
 Float32 = Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 """A JSON number that stays finite as float32: checked while decoding, not after."""
 
 
+FeatureList = Annotated[
+    list[Float32], msgspec.Meta(description="an instance as the card's features, in its order")
+]
+NamedInstance = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        extra_json_schema={
+            "additionalProperties": {
+                "type": "number",
+                "minimum": -FLOAT32_MAX,
+                "maximum": FLOAT32_MAX,
+            },
+            "description": "an instance keyed by the card's feature names, in any order",
+        }
+    ),
+]
+"""One instance as `{"feature name": value, ...}`. Its values are checked by the codec, which
+names the feature at fault (msgspec's own message could not); the schema documents numbers."""
+
+
 class V1PredictRequest(Struct, forbid_unknown_fields=False):
-    """`{"instances": [[...], ...]}`: each instance one feature vector in the model's raw units."""
+    """`{"instances": [[...], ...]}`: each instance one feature vector in the model's raw units,
+    as a list in the card's feature order or as an object keyed by the card's feature names."""
+
+    instances: list[FeatureList | NamedInstance]
+
+
+class V1ListRequest(Struct, forbid_unknown_fields=False):
+    """A `V1PredictRequest` whose instances are all lists: the hot path's schema."""
 
     instances: list[list[Float32]]
+
+
+class RawInstances(Struct, forbid_unknown_fields=False):
+    """The instances of a v1 request as their JSON text, for what a typed decode cannot tell."""
+
+    instances: msgspec.Raw
 
 
 class ClassPrediction(Struct, omit_defaults=True, kw_only=True):

@@ -1,4 +1,5 @@
-// The mlp-serve demo: draw or drop a digit, show what the mnist model predicts, list the models.
+// The mlp-serve demo: draw or drop a digit, show what the mnist model predicts; a form for each
+// feature model from its card; list the models.
 // Plain browser JavaScript, no build step; every call goes through apiFetch (API key, errors).
 "use strict";
 
@@ -255,6 +256,123 @@ function showBars(probabilities, best) {
   });
 }
 
+// ---- Feature form ------------------------------------------------------------------------------
+
+const featureModels = new Map(); // name -> card, for every ready model whose card names features
+let latestFeatureRequest = 0;
+
+/** A model the form can serve: its card names the features, and they are not an image's pixels. */
+function takesNamedFeatures(model) {
+  const input = model.card?.input;
+  return model.ready && Array.isArray(input?.feature_names) && !input.image;
+}
+
+function showFeatureModels(statuses) {
+  featureModels.clear();
+  for (const model of statuses.filter(takesNamedFeatures)) {
+    featureModels.set(model.name, model.card);
+  }
+  const select = $("feature-model");
+  select.replaceChildren(...[...featureModels.keys()].map((name) => new Option(name, name)));
+  $("features-panel").hidden = featureModels.size === 0;
+  if (featureModels.size) buildFeatureFields(select.value);
+}
+
+/** One labelled field per feature, filled with the card's example row, else zeros. */
+function buildFeatureFields(name) {
+  latestFeatureRequest += 1; // an answer for the previous model is no longer wanted
+  const input = featureModels.get(name).input;
+  const example = input.example ?? input.feature_names.map(() => 0);
+  const fields = $("feature-fields");
+  const legend = fields.querySelector("legend");
+  const inputs = input.feature_names.map((feature, i) => featureField(feature, example[i]));
+  fields.replaceChildren(legend, ...inputs);
+  $("feature-source").textContent = input.example
+    ? `Filled with the example row of ${name}'s card; values in the model's raw units.`
+    : `${name}'s card gives no example row: every field starts at 0. Values in raw units.`;
+  showFeatureResult("", "");
+}
+
+function featureField(feature, value) {
+  const label = document.createElement("label");
+  label.className = "feature-field";
+  const name = document.createElement("span");
+  name.textContent = feature;
+  const field = document.createElement("input");
+  field.name = feature;
+  field.type = "text"; // the server checks the values and says what is wrong
+  field.inputMode = "decimal";
+  field.autocomplete = "off";
+  field.spellcheck = false;
+  field.value = String(value);
+  label.append(name, field);
+  return label;
+}
+
+/** The form as one v1 instance keyed by feature name: a number where the text is one, the text
+ * as typed otherwise (so the server's message names it), nothing for an empty field. */
+function featureInstance() {
+  const instance = {};
+  for (const field of $("feature-fields").querySelectorAll("input")) {
+    const text = field.value.trim();
+    if (text === "") continue;
+    const number = Number(text);
+    instance[field.name] = Number.isFinite(number) ? number : text;
+  }
+  return instance;
+}
+
+async function predictFeatures(event) {
+  event.preventDefault();
+  const request = ++latestFeatureRequest;
+  const name = $("feature-model").value;
+  const card = featureModels.get(name);
+  const panel = $("features-panel");
+  panel.setAttribute("aria-busy", "true");
+  try {
+    const response = await apiFetch(`/v1/models/${encodeURIComponent(name)}:predict`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ instances: [featureInstance()] }),
+    });
+    const answer = response.ok ? await response.json() : { error: await errorOf(response) };
+    if (request !== latestFeatureRequest) return;
+    if (answer.error) showFeatureResult("", answer.error, true);
+    else showFeatureAnswer(answer, card);
+  } catch (error) {
+    if (request === latestFeatureRequest) {
+      showFeatureResult("", `cannot reach the server: ${error.message}`, true);
+    }
+  } finally {
+    if (request === latestFeatureRequest) panel.setAttribute("aria-busy", "false");
+  }
+}
+
+/** A class name with its probability, or a regressor's value with the card's name for it. */
+function showFeatureAnswer(answer, card) {
+  const [prediction] = answer.predictions;
+  const model = `${answer.model_name} v${answer.model_version}`;
+  if ("value" in prediction) {
+    showFeatureResult(formatNumber(prediction.value), `${card.output.value_name} · ${model}`);
+  } else {
+    const confidence = percent(prediction.probabilities[prediction.label]);
+    const name = prediction.class_name ?? String(prediction.label);
+    showFeatureResult(name, `${confidence} sure · ${model}`);
+  }
+}
+
+function showFeatureResult(prediction, message, isError = false) {
+  $("feature-prediction").textContent = prediction;
+  const status = $("feature-status");
+  status.textContent = message;
+  status.classList.toggle("error", isError);
+}
+
+function wireFeatureForm() {
+  $("feature-model").addEventListener("change", (event) => buildFeatureFields(event.target.value));
+  $("features-form").addEventListener("submit", predictFeatures);
+}
+
 // ---- Models panel ------------------------------------------------------------------------------
 
 async function loadModels() {
@@ -265,6 +383,7 @@ async function loadModels() {
       models.map((name) => getJson(`/v1/models/${encodeURIComponent(name)}`)),
     );
     $("models").replaceChildren(...statuses.map(modelCard));
+    showFeatureModels(statuses);
     status.textContent = `${models.length} models served.`;
     status.classList.remove("error");
   } catch (error) {
@@ -379,6 +498,7 @@ function start() {
   wireCanvas();
   wireFiles();
   wireKeyDialog();
+  wireFeatureForm();
   $("clear").addEventListener("click", clearAll);
   loadModels();
 }

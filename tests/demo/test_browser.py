@@ -1,7 +1,8 @@
 """The browser demo in a real headless Chromium against a real server on the bundled models.
 
 Digits are drawn stroke by stroke with mouse events, as a person would, and must be read right;
-an upload goes through the file picker. Chromium must start: where it cannot, these tests fail.
+an upload goes through the file picker. The feature form is filled and sent as a person would.
+Chromium must start: where it cannot, these tests fail.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_bundled
 from tests.service.conftest import Server, start_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,6 +38,10 @@ UPLOADS = ROOT / "tests" / "fixtures" / "uploads"
 UPLOAD = "scan_001.jpg"  # an 8, read right by the bundled mnist
 DROPPED = "photo_000.jpg"  # a 9, photographed
 MODELS = ["binary", "iris", "mnist", "regression"]
+FEATURE_MODELS = ["binary", "iris", "regression"]  # mnist's pixels are drawn, not typed
+IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+IRIS_EXAMPLE = [5.1, 3.5, 1.4, 0.2]  # a setosa
+IRIS_CLASSES = re.compile("^(setosa|versicolor|virginica)$")
 CANVAS = 280  # the canvas's own pixels; strokes are given in these units
 
 Point = tuple[float, float]
@@ -79,6 +84,20 @@ def server(bundled_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def keyed_server(bundled_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = tmp_path_factory.mktemp("demo-key") / "server.log"
     server = start_server(bundled_repo, log_path, api_key="k")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Iris alone, its cards giving a typical row (`input.example`), as a card written from data
+    may; the bundled cards give none."""
+    root = copy_bundled(tmp_path_factory.mktemp("example") / "models", "iris")
+    for card_path in (root / "iris").glob("*/card.json"):
+        card = json.loads(card_path.read_text())
+        card["input"]["example"] = IRIS_EXAMPLE
+        card_path.write_text(json.dumps(card))
+    server = start_server(root, tmp_path_factory.mktemp("example-log") / "server.log")
     yield server
     server.stop()
 
@@ -237,3 +256,83 @@ def test_the_page_asks_for_the_api_key_once_then_predicts(keyed_server: Server, 
         "() => [...document.querySelectorAll('.model-curves')]"
         ".every(image => image.complete && image.naturalWidth > 0)"
     )
+
+
+def is_feature_prediction(response: Response) -> bool:
+    return response.url.endswith(":predict")
+
+
+def pick_feature_model(page: Page, base_url: str, model: str) -> None:
+    page.goto(base_url)
+    expect(page.get_by_test_id("feature-model").locator("option")).to_have_text(FEATURE_MODELS)
+    page.get_by_test_id("feature-model").select_option(model)
+
+
+def submit_features(page: Page) -> None:
+    with page.expect_response(is_feature_prediction):
+        page.get_by_test_id("feature-submit").click()
+    expect(page.locator("#features-panel")).to_have_attribute("aria-busy", "false")
+
+
+def feature_values(page: Page) -> dict[str, str]:
+    fields = page.get_by_test_id("feature-fields").locator("input")
+    names = fields.evaluate_all("inputs => inputs.map(input => input.name)")
+    return dict(zip(names, fields.evaluate_all("inputs => inputs.map(i => i.value)"), strict=True))
+
+
+def test_the_feature_form_is_filled_from_the_cards_example(
+    example_server: Server, page: Page
+) -> None:
+    page.goto(example_server.base_url)
+    form = page.get_by_test_id("features-form")
+    expect(page.get_by_test_id("feature-model").locator("option")).to_have_text(["iris"])
+    expect(form.locator(".feature-field span")).to_have_text(IRIS_FEATURES)
+    assert feature_values(page) == dict(zip(IRIS_FEATURES, map(str, IRIS_EXAMPLE), strict=True))
+    expect(page.get_by_test_id("feature-source")).to_contain_text("example row")
+    submit_features(page)
+    expect(page.get_by_test_id("feature-prediction")).to_have_text("setosa")
+    expect(page.get_by_test_id("feature-status")).to_contain_text("sure · iris v2")
+
+
+def test_without_an_example_the_form_starts_at_zero_and_shows_a_class(
+    server: Server, page: Page
+) -> None:
+    pick_feature_model(page, server.base_url, "iris")
+    assert feature_values(page) == dict.fromkeys(IRIS_FEATURES, "0")
+    expect(page.get_by_test_id("feature-source")).to_contain_text("no example row")
+    page.get_by_role("textbox", name="petal_length_cm").fill("5.4")
+    submit_features(page)
+    expect(page.get_by_test_id("feature-prediction")).to_have_text(IRIS_CLASSES)
+    expect(page.get_by_test_id("feature-status")).to_contain_text("sure · iris v2")
+
+
+def test_a_regression_model_shows_its_value(server: Server, page: Page) -> None:
+    pick_feature_model(page, server.base_url, "regression")
+    expect(page.get_by_test_id("feature-fields").locator("input")).to_have_count(500)
+    submit_features(page)
+    # All zeros: y = X.w + b is about b = 0.028.
+    value = page.get_by_test_id("feature-prediction").text_content() or "no value"
+    assert float(value) == pytest.approx(0.028, abs=0.05)
+    expect(page.get_by_test_id("feature-status")).to_contain_text("y · regression v2")
+
+
+def test_invalid_features_show_the_servers_message(server: Server, page: Page) -> None:
+    pick_feature_model(page, server.base_url, "iris")
+    field = page.get_by_role("textbox", name="petal_width_cm")
+    field.fill("wide")
+    submit_features(page)
+    status = page.get_by_test_id("feature-status")
+    expect(status).to_contain_text(
+        "Expected `float`, got `str` - at `$.instances[0].petal_width_cm`"
+    )
+    expect(status).to_have_class(re.compile("error"))
+    expect(page.get_by_test_id("feature-prediction")).to_have_text("")
+
+    field.fill("")
+    submit_features(page)
+    expect(status).to_have_text("instance 0 lacks feature 'petal_width_cm'")
+
+    field.fill("0.2")
+    submit_features(page)
+    expect(page.get_by_test_id("feature-prediction")).to_have_text(IRIS_CLASSES)
+    expect(status).not_to_have_class(re.compile("error"))

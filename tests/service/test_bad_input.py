@@ -15,6 +15,15 @@ def v2(**tensor: object) -> dict:
     return {"inputs": [{**base, **tensor}]}
 
 
+def named(**changes: object) -> bytes:
+    """One iris instance keyed by its feature names; a change to None drops that name."""
+    names = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+    instance = {**dict(zip(names, ROW, strict=True)), **changes}
+    return json.dumps(
+        {"instances": [{k: v for k, v in instance.items() if v is not None}]}
+    ).encode()
+
+
 V1_CASES = [
     # (description, path, body bytes, headers, status, text in the error)
     ("not JSON", "iris:predict", b"instances", JSON, 400, "not valid JSON"),
@@ -38,8 +47,28 @@ V1_CASES = [
         b'{"instances": [1, 2, 3, 4]}',
         JSON,
         422,
-        "Expected `array`",
+        "Expected `object | array`",
     ),
+    ("unknown name", "iris:predict", named(alcohol=13.2), JSON, 422, "unknown feature 'alcohol'"),
+    ("missing name", "iris:predict", named(petal_width_cm=None), JSON, 422, "'petal_width_cm'"),
+    (
+        "repeated name",
+        "iris:predict",
+        named().replace(b"}", b', "sepal_width_cm": 3}'),
+        JSON,
+        422,
+        "gives feature 'sepal_width_cm' more than once",
+    ),
+    (
+        "named string",
+        "iris:predict",
+        named(petal_width_cm="0.2"),
+        JSON,
+        422,
+        "got `str` - at `$.instances[0].petal_width_cm`",
+    ),
+    ("names to mnist", "mnist:predict", named(), JSON, 422, "mnist has no feature names"),
+    ("names to no names", "gated:predict", named(), JSON, 422, "send lists of 4 values"),
     ("no instances", "iris:predict", b'{"instances": []}', JSON, 422, "no rows"),
     ("missing field", "iris:predict", b'{"inputs": [[1, 2, 3, 4]]}', JSON, 422, "instances"),
     ("a list body", "iris:predict", b"[[1, 2, 3, 4]]", JSON, 422, "Expected `object`"),

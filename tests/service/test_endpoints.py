@@ -48,6 +48,22 @@ def test_v1_predict_iris(http, path: str, version: str) -> None:  # type: ignore
         assert sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_v1_predict_iris_by_feature_names_in_any_order_beside_lists(http) -> None:  # type: ignore[no-untyped-def]
+    names = http.get("/v1/models/iris").json()["card"]["input"]["feature_names"]
+    first, second, third = IRIS_ROWS
+    instances = [
+        dict(zip(names, first, strict=True)),
+        second,
+        dict(reversed(list(zip(names, third, strict=True)))),
+    ]
+    response = http.post("/v1/models/iris:predict", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    assert (
+        response.json()
+        == http.post("/v1/models/iris:predict", json={"instances": IRIS_ROWS}).json()
+    )
+
+
 def test_v1_predict_regression_is_close_to_the_generating_formula(http) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 500)).astype(np.float32)
@@ -238,6 +254,18 @@ def test_openapi_documents_every_endpoint(http) -> None:  # type: ignore[no-unty
     assert (
         "instances" in predict["requestBody"]["content"]["application/json"]["schema"]["properties"]
     )
+    instance = predict["requestBody"]["content"]["application/json"]["schema"]["properties"][
+        "instances"
+    ]["items"]
+    assert [form["type"] for form in instance["anyOf"]] == ["array", "object"]
+    assert instance["anyOf"][1]["additionalProperties"]["type"] == "number"
+    named = predict["requestBody"]["content"]["application/json"]["examples"]["iris-named"]
+    assert set(named["value"]["instances"][0]) == {
+        "sepal_length_cm",
+        "sepal_width_cm",
+        "petal_length_cm",
+        "petal_width_cm",
+    }
     assert set(predict["responses"]) >= {"200", "400", "404", "413", "422", "503", "504"}
     infer = paths["/v2/models/{name}/infer"]["post"]
     assert "inputs" in infer["requestBody"]["content"]["application/json"]["schema"]["properties"]

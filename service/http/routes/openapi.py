@@ -24,19 +24,27 @@ from service.codecs.schemas import ErrorResponse, inline_json_schema
 
 
 def with_json_body(
-    body: type[Struct], description: str, example: Any, images: bool = False
+    body: type[Struct],
+    description: str,
+    example: Any,
+    images: bool = False,
+    other_examples: dict[str, Example] | None = None,
 ) -> type[Operation]:
     """An Operation class documenting a JSON body that the handler parses itself (for speed
     and for precise 400/422 errors) rather than through Litestar's `data` parameter; with
     `images`, also the uploads that `:predict-image` takes."""
     schema = inline_json_schema(body)
+    examples = {
+        "iris": Example(summary="Two iris flowers", value=example),
+        **(other_examples or {}),
+    }
 
     @dataclass
     class OperationWithBody(Operation):
         def __post_init__(self) -> None:
             media = OpenAPIMediaType(
                 schema=schema,  # type: ignore[arg-type]
-                examples={"iris": Example(summary="Two iris flowers", value=example)},
+                examples=examples,
             )
             content = {"application/json": media, **(IMAGE_BODIES if images else {})}
             self.request_body = RequestBody(content=content, description=description, required=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Controller, Request, get, post
+from litestar.openapi.spec import Example
 from litestar.params import FromPath
 from litestar.response import File
 from litestar.types import ASGIApp
@@ -33,11 +34,28 @@ from service.request_record import note_model
 
 PREDICT_DOC = with_json_body(
     V1PredictRequest,
-    "`:predict`: feature vectors in the model's raw units (JSON). `:predict-image` (image "
-    "models): digit pictures as multipart field `file` (repeatable) or one raw image body; "
-    "`?return_input=true` adds the 28x28 the model saw as a base64 PNG.",
+    "`:predict`: feature vectors in the model's raw units (JSON), each a list in the card's "
+    "feature order or an object keyed by the card's `input.feature_names` in any order (every "
+    "name once). `:predict-image` (image models): digit pictures as multipart field `file` "
+    "(repeatable) or one raw image body; `?return_input=true` adds the 28x28 the model saw as a "
+    "base64 PNG.",
     {"instances": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]},
     images=True,
+    other_examples={
+        "iris-named": Example(
+            summary="An iris flower by its feature names",
+            value={
+                "instances": [
+                    {
+                        "sepal_length_cm": 5.1,
+                        "sepal_width_cm": 3.5,
+                        "petal_length_cm": 1.4,
+                        "petal_width_cm": 0.2,
+                    }
+                ]
+            },
+        )
+    },
 )
 PREDICT_ANSWER = success(
     V1ClassResponse | V1ValueResponse | V1ImageResponse,
