@@ -62,7 +62,7 @@ bench: $(STAMP) $(PERF_ANALYZER)
 # their tests; `$(BIN)/mutmut results` lists the survivors, `$(BIN)/mutmut show NAME` one diff.
 mutate: $(STAMP)
 	$(BIN)/mutmut run --max-children 2
-	@$(BIN)/mutmut results --all true | awk -F': ' '{ split($$1, at, ".x"); m = at[1]; \
+	@$(BIN)/mutmut results --all true | awk -F': ' '{ split($$1, at, /\.x/); m = at[1]; \
 		gsub(/^ +/, "", m); n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++ } \
 		END { for (m in n) printf "%-28s %4d/%4d killed  %5.1f%%\n", m, k[m], n[m], 100 * k[m] / n[m] }' | sort
 
