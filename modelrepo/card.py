@@ -22,6 +22,8 @@ Datatype = Literal["FP32"]
 # A row's width is bounded before anything is sized by it (staging buffers, warm-up batches).
 MAX_WIDTH = 1 << 20
 SHA256 = r"^[0-9a-f]{64}$"
+# A model's name: its directory in the repository and a segment of every URL that names it.
+MODEL_NAME = r"^[a-z][a-z0-9_-]*$"
 
 
 class _Strict(BaseModel):
@@ -117,7 +119,7 @@ class TrainingInfo(_Strict):
 
 
 class ModelCard(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    name: str = Field(pattern=MODEL_NAME)
     version: int = Field(ge=1)
     task: Literal["classification", "regression"]
     description: str

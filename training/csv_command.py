@@ -7,7 +7,6 @@ is published as the next version of NAME in the repository, like the bundled tas
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,16 +29,13 @@ PROG = "mlp-train csv"
 # A tabular MLP's matrices are too small to share out: more intra-op threads only wait on each
 # other (wine's 100 epochs: 1.4 s on one thread, 24 s on two, on 2 busy cores).
 TRAINING_THREADS = 1
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # the card's (and a URL path segment's) rule
 
 
 def model_name(text: str) -> str:
-    if not MODEL_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a model name: a lowercase letter, then lowercase letters, "
-            "digits, '_' or '-'"
-        )
-    return text
+    try:
+        return export.check_model_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

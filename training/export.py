@@ -4,6 +4,7 @@ model configuration: what one trained model becomes in the repository (whose for
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from modelrepo import layout
 from modelrepo import torchscript as jit
 from modelrepo.card import (
     INPUT_NAME,
+    MODEL_NAME,
     OUTPUT_NAME,
     Bar,
     DatasetInfo,
@@ -42,6 +44,16 @@ class ExportMismatch(Exception):
 
 class ShapeConflict(Exception):
     """The model directory's config.pbtxt describes a model of other dims than the new one."""
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it can name a model (its directory, a URL segment); ValueError says why not."""
+    if not re.fullmatch(MODEL_NAME, name):
+        raise ValueError(
+            f"{name!r} is not a model name: a lowercase letter, then lowercase letters, "
+            "digits, '_' or '-'"
+        )
+    return name
 
 
 def script_model(model: ServingModel, path: Path) -> None:

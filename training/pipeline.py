@@ -77,7 +77,8 @@ def build_model(task: TaskSpec, train: Split) -> ServingModel:
     if task.kind == "classification":
         head: torch.nn.Module = Probabilities()
     else:
-        head = Rescale(train.y.mean(dim=0), train.y.std(dim=0))
+        std = train.y.std(dim=0)  # 1 for a constant target: its values are all the mean
+        head = Rescale(train.y.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))
     return ServingModel(normalize, net, head)
 
 
