@@ -154,3 +154,20 @@ def test_the_readme_wine_request_answers_as_shown(served: tuple[Server, Path]) -
         check=True,
     )
     assert done.stdout.startswith(shown.removesuffix("..."))
+
+
+def test_the_readme_example_runs_as_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### scikit-learn estimators") :]
+    example = re.search(r"^```\n(.*?)^```", section, re.M | re.S).group(1)  # type: ignore[union-attr]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    shown = re.findall(r"  # (.*)$", example, re.M)
+    for line, comment in zip(printed, shown, strict=True):
+        assert line.startswith(comment.removesuffix("...")), (line, comment)
+    card = ModelCard.model_validate_json((tmp_path / "models/wine_mlp/1/card.json").read_text())
+    assert card.input.feature_names == list(load_wine(as_frame=True).data.columns)
+    assert card.output.class_names == ["class_0", "class_1", "class_2"]
