@@ -125,6 +125,8 @@ class _MLPEstimator(BaseEstimator):
         """Write the fitted net as the next version of `name` in `repo` (and its config.pbtxt)
         and return that version's directory; `X_test`, `y_test` add test metrics to its card."""
         check_is_fitted(self)
+        if (X_test is None) != (y_test is None):
+            raise ValueError("publish takes X_test and y_test together, or neither")
         task = self._task(*self._outputs(), export.check_model_name(name))
         metrics = dict(self.train_metrics_)
         sizes = {"train": self.n_samples_fit_}

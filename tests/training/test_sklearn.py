@@ -67,10 +67,12 @@ def test_random_state_makes_a_fit_repeat_and_leaves_torchs_own_seed_alone() -> N
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_publish_refuses_a_name_that_cannot_name_a_model(tmp_path: Path) -> None:
+def test_publish_refuses_a_bad_name_and_half_a_test_set(tmp_path: Path) -> None:
     model = MLPRegressor(epochs=1, random_state=0).fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="'My Model' is not a model name"):
         model.publish(tmp_path, "My Model")
+    with pytest.raises(ValueError, match="X_test and y_test together"):
+        model.publish(tmp_path, "mine", X_test=[[0.0]])
     assert list(tmp_path.iterdir()) == []
 
 
