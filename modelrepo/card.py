@@ -114,6 +114,10 @@ class Bar(_Strict):
 class DatasetInfo(_Strict):
     description: str
     sizes: dict[str, int]
+    # Models trained on a user's own data (newer cards): the file's name, without its directory,
+    # and the column predicted.
+    source: str | None = None
+    target: str | None = None
 
 
 class TrainingInfo(_Strict):

@@ -1,6 +1,7 @@
 """`python -m training TASK`: train, export and publish models into the model repository.
 
-`python -m training adopt DIR`: a card for a Triton model that came without one.
+`python -m training csv PATH ...` trains on a CSV file of your own (training/csv_command.py);
+`python -m training adopt DIR` writes a card for a Triton model that came without one.
 """
 
 from __future__ import annotations
@@ -9,28 +10,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-import torch
-
-from modelrepo.devices import resolve_device
-from training import adopt
+from training import adopt, csv_command
+from training.cli import OneLineParser, add_device_option, positive_float, positive_int, progress
 from training.data import DatasetMissing, default_data_dir
 from training.export import ExportMismatch
-from training.fit import EpochStats
 from training.pipeline import RunOptions, TaskResult, train_task
-from training.tasks import TASKS, TaskSpec
+from training.tasks import TASKS
 
 # `python -m training NAME ...`: commands other than training a task, each a module with its
 # own parse_args and main.
-SUBCOMMANDS = {"adopt": adopt}
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is a single line (and exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+SUBCOMMANDS = {"adopt": adopt, "csv": csv_command}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,11 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="augment training batches on the fly where the task has a recipe (mnist: pens, "
         "slant, contrast, chalk grain, then the service's image re-normalisation); on by default",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)",
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--no-download", action="store_true", help="never try to download a missing dataset"
     )
@@ -74,50 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--strict", action="store_true", help="exit 1 when a model misses its quality bar"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    args = parser.parse_args(argv)
-    try:
-        args.device = torch.device(resolve_device(args.device))
-    except ValueError as error:
-        parser.error(str(error))
-    return args
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def progress(task: TaskSpec, epochs: int, quiet: bool):  # type: ignore[no-untyped-def]
-    """A tqdm bar over epochs showing losses and the validation metric."""
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=epochs,
-        desc=task.name,
-        unit="epoch",
-        disable=quiet,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-
-    def on_epoch(stats: EpochStats) -> None:
-        bar.set_postfix(
-            train_loss=f"{stats.train_loss:.4g}",
-            val_loss=f"{stats.validation_loss:.4g}",
-            **{f"val_{task.metric}": f"{stats.validation_metric:.4g}"},
-        )
-        bar.update()
-
-    return bar, on_epoch
+    return parser.parse_args(argv)
 
 
 def summary(result: TaskResult) -> str:

@@ -32,6 +32,7 @@ from modelrepo.layout import (
     write_atomically,
 )
 from modelrepo.triton import TritonModel, UnsupportedModel, served_versions, triton_model
+from training.cli import OneLineParser, positive_int
 
 PROG = "mlp-train adopt"
 CHECK_ROWS = 2
@@ -42,7 +43,6 @@ class AdoptError(Exception):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from training.__main__ import OneLineParser, positive_int
 
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="a model directory of a Triton repository")

@@ -4,6 +4,7 @@ model configuration: what one trained model becomes in the repository (whose for
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from modelrepo import layout
 from modelrepo import torchscript as jit
 from modelrepo.card import (
     INPUT_NAME,
+    NAME_PATTERN,
     OUTPUT_NAME,
     Bar,
     DatasetInfo,
@@ -23,7 +25,7 @@ from modelrepo.card import (
     OutputSpec,
     TrainingInfo,
 )
-from modelrepo.config import ModelConfig, write_config
+from modelrepo.config import ModelConfig, read_config, write_config
 from modelrepo.layout import CARD_FILE, CONFIG_FILE
 from training.nets import ServingModel
 from training.tasks import TaskSpec
@@ -31,6 +33,8 @@ from training.tasks import TaskSpec
 PLATFORM = "pytorch_libtorch"
 CONFIG_COMMENT = "Written by mlp-train. Triton's PyTorch backend serves this directory unchanged."
 VERIFY_BATCH_SIZES = (1, 64)
+# Absolute for outputs up to 1 in magnitude (probabilities, small values), relative above: a
+# regression target in the hundreds differs by float32's rounding, about 3e-5, at any export.
 VERIFY_TOLERANCE = 1e-5
 
 
@@ -38,20 +42,40 @@ class ExportMismatch(Exception):
     """A reloaded artifact (TorchScript or ONNX) disagrees with the eager model."""
 
 
+class ShapeConflict(Exception):
+    """The model directory's config.pbtxt describes a model of other dims than the new one."""
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it can name a model (its directory, a URL segment); ValueError says why not."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            f"{name!r} is not a model name: a lowercase letter, then lowercase letters, "
+            "digits, '_' or '-'"
+        )
+    return name
+
+
 def script_model(model: ServingModel, path: Path) -> None:
     """Compile the eval-mode CPU model to TorchScript and write it to `path`."""
     jit.save(jit.script(model.cpu().eval()), path)
 
 
+def difference(answer: np.ndarray, expected: np.ndarray) -> float:
+    """The largest |answer - expected|, divided by |expected| where that is above 1."""
+    return float((np.abs(answer - expected) / np.maximum(np.abs(expected), 1.0)).max())
+
+
 def verify_roundtrip(model: ServingModel, path: Path, sample: torch.Tensor) -> float:
-    """Reload `path` with torch.jit alone and compare with the eager model; return max |diff|."""
+    """Reload `path` with torch.jit alone and compare with the eager model; return the largest
+    `difference`."""
     reloaded = jit.load(path, "cpu")
     model = model.cpu().eval()
     worst = 0.0
     with torch.inference_mode():
         for batch_size in VERIFY_BATCH_SIZES:
             batch = sample[:batch_size].cpu()
-            worst = max(worst, (reloaded(batch) - model(batch)).abs().max().item())
+            worst = max(worst, difference(reloaded(batch).numpy(), model(batch).numpy()))
     if worst > VERIFY_TOLERANCE:
         raise ExportMismatch(f"exported model differs from the eager one by {worst:.3g}")
     return worst
@@ -76,7 +100,8 @@ def export_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> None:
 
 
 def verify_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> float:
-    """Run `path` with ONNX Runtime and compare with the eager model; return max |diff|."""
+    """Run `path` with ONNX Runtime and compare with the eager model; return the largest
+    `difference`."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model = model.cpu().eval()
     worst = 0.0
@@ -84,7 +109,7 @@ def verify_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> float:
         for batch_size in VERIFY_BATCH_SIZES:
             batch = sample[:batch_size].cpu()
             (answer,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
-            worst = max(worst, float(np.abs(answer - model(batch).numpy()).max()))
+            worst = max(worst, difference(answer, model(batch).numpy()))
     if worst > VERIFY_TOLERANCE:
         raise ExportMismatch(f"the ONNX model differs from the eager one by {worst:.3g}")
     return worst
@@ -141,7 +166,12 @@ def build_card(
         output=output_spec(task),
         metrics=metrics,
         bars=bars,
-        dataset=DatasetInfo(description=task.dataset_description, sizes=dataset_sizes),
+        dataset=DatasetInfo(
+            description=task.dataset_description,
+            sizes=dataset_sizes,
+            source=task.dataset_source,
+            target=task.target,
+        ),
         training=training,
         sha256=files[layout.MODEL_FILE],
         files=files,
@@ -161,6 +191,20 @@ def triton_config(task: TaskSpec) -> ModelConfig:
         output=[{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [task.out_features]}],
         dynamic_batching={"max_queue_delay_microseconds": task.max_queue_delay_us},
     )
+
+
+def check_config_fits(task: TaskSpec, model_dir: Path) -> None:
+    """A new version must have the dims of the model's configuration, which every version of
+    the model shares: refuse one that would silently rewrite them (another model's name)."""
+    config = read_config(model_dir / CONFIG_FILE)
+    if config is None:
+        return
+    dims = ([list(t.dims) for t in config.input], [list(t.dims) for t in config.output])
+    if dims != ([[task.in_features]], [[task.out_features]]):
+        raise ShapeConflict(
+            f"{model_dir} already holds a model with inputs {dims[0]} and outputs {dims[1]}, "
+            f"not [[{task.in_features}]] and [[{task.out_features}]]: choose another name"
+        )
 
 
 def write_triton_config(task: TaskSpec, model_dir: Path) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,17 @@ def plot_curves(history: History, task: TaskSpec, path: Path) -> None:
 
 def _loss_name(task: TaskSpec) -> str:
     return "cross-entropy" if task.kind == "classification" else "MSE (standardised target)"
+
+
+@contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Run torch's CPU ops on `count` intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Stopwatch:

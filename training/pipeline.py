@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,7 +14,15 @@ from modelrepo.layout import CURVES_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from training import export
 from training.augment import Augmentation
 from training.data import Split, Splits
-from training.fit import EpochCallback, Stopwatch, evaluate, fit, native_bf16, plot_curves
+from training.fit import (
+    EpochCallback,
+    History,
+    Stopwatch,
+    evaluate,
+    fit,
+    native_bf16,
+    plot_curves,
+)
 from training.nets import Probabilities, Rescale, ServingModel, Standardize, mlp
 from training.tasks import DataSource, Hyperparameters, TaskSpec
 
@@ -68,7 +77,8 @@ def build_model(task: TaskSpec, train: Split) -> ServingModel:
     if task.kind == "classification":
         head: torch.nn.Module = Probabilities()
     else:
-        head = Rescale(train.y.mean(dim=0), train.y.std(dim=0))
+        std = train.y.std(dim=0)  # 1 for a constant target: its values are all the mean
+        head = Rescale(train.y.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))
     return ServingModel(normalize, net, head)
 
 
@@ -83,6 +93,22 @@ def measure(
     for name, split in evaluations.items():
         metrics[f"{name}_loss"], metrics[f"{name}_{task.metric}"] = evaluate(model, task, split)
     return metrics
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted model and what its card says about how it came to be."""
+
+    model: ServingModel
+    history: History
+    metrics: dict[str, float]
+    sizes: dict[str, int]
+    params: Hyperparameters
+    seed: int
+    device: torch.device
+    bf16: bool
+    # Read when the card is written: a run's wall time includes its export.
+    wall_time_s: Callable[[], float]
 
 
 def train_task(
@@ -105,31 +131,52 @@ def train_task(
     history = fit(model, task, splits, params, options.seed, bf16, on_epoch, augmentation)
     metrics = measure(model, task, splits, source)
     fit_time = fit_clock.elapsed()
+    trained = Trained(
+        model=model,
+        history=history,
+        metrics=metrics,
+        sizes=splits.sizes(),
+        params=params,
+        seed=options.seed,
+        device=options.device,
+        bf16=bf16,
+        wall_time_s=clock.elapsed,
+    )
+    path, card = publish_version(task, trained, options.repo, splits.test.x)
+    return TaskResult(card=card, path=path, wall_time_s=clock.elapsed(), fit_time_s=fit_time)
 
-    model_dir = options.repo / task.name
+
+def publish_version(
+    task: TaskSpec, trained: Trained, repo: Path, sample: torch.Tensor
+) -> tuple[Path, ModelCard]:
+    """Export `trained.model` (TorchScript and ONNX, each checked against it on `sample` rows),
+    plot its curves, and publish them with the card as the next version of `task.name` in
+    `repo`; config.pbtxt follows."""
+    model_dir = repo / task.name
+    export.check_config_fits(task, model_dir)
     staging = layout.new_staging_dir(model_dir)
     try:
         model_path = staging / MODEL_FILE
-        export.script_model(model, model_path)
-        export.verify_roundtrip(model, model_path, splits.test.x)
-        export.export_onnx(model, staging / ONNX_FILE, splits.test.x)
-        export.verify_onnx(model, staging / ONNX_FILE, splits.test.x)
-        plot_curves(history, task, staging / CURVES_FILE)
+        export.script_model(trained.model, model_path)
+        export.verify_roundtrip(trained.model, model_path, sample)
+        export.export_onnx(trained.model, staging / ONNX_FILE, sample)
+        export.verify_onnx(trained.model, staging / ONNX_FILE, sample)
+        plot_curves(trained.history, task, staging / CURVES_FILE)
         training = TrainingInfo(
-            seed=options.seed,
-            epochs=params.epochs,
-            epochs_run=len(history.epochs),
-            optimizer=f"AdamW + one-cycle{' (bf16 autocast)' if bf16 else ''}",
-            lr=params.lr,
-            weight_decay=params.weight_decay,
-            batch_size=params.batch_size,
-            device=str(options.device),
-            wall_time_s=round(clock.elapsed(), 3),
+            seed=trained.seed,
+            epochs=trained.params.epochs,
+            epochs_run=len(trained.history.epochs),
+            optimizer=f"AdamW + one-cycle{' (bf16 autocast)' if trained.bf16 else ''}",
+            lr=trained.params.lr,
+            weight_decay=trained.params.weight_decay,
+            batch_size=trained.params.batch_size,
+            device=str(trained.device),
+            wall_time_s=round(trained.wall_time_s(), 3),
         )
         files = {name: sha256_of(staging / name) for name in (MODEL_FILE, ONNX_FILE, CURVES_FILE)}
-        card = export.build_card(task, 1, files, metrics, splits.sizes(), training)
+        card = export.build_card(task, 1, files, trained.metrics, trained.sizes, training)
         path, card = export.publish(staging, model_dir, card)
     finally:
         layout.discard(staging)
     export.write_triton_config(task, model_dir)
-    return TaskResult(card=card, path=path, wall_time_s=clock.elapsed(), fit_time_s=fit_time)
+    return path, card

@@ -62,6 +62,9 @@ class TaskSpec:
     feature_names: tuple[str, ...] | None = None
     image: ImageSpec | None = None
     input_description: str = ""
+    # A user's own data (training/tabular.py): the file's name and the column predicted.
+    dataset_source: str | None = None
+    target: str | None = None
     # Extra evaluation splits beyond "test", by name (e.g. iris's "all" 150 rows).
     extra_evaluations: dict[str, Callable[[DataSource], data.Split]] = field(default_factory=dict)
     restore_best: bool = False
