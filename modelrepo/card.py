@@ -6,8 +6,8 @@ Open Inference Protocol, so the same repository serves unchanged under Triton.
 
 `input.feature_names` (optional) names the row's columns in order: clients may then send an
 instance as an object keyed by them. `input.example` (optional) is one typical row in those
-columns' raw units, in the same order (say a training row near the median): the demo page fills
-its form with it. Whoever writes a card from data may fill it; cards without it stay valid.
+columns' raw units, in the same order: the demo page fills its form with it. Training writes
+the training rows' mean (its normalisation's); cards without it stay valid.
 """
 
 from __future__ import annotations

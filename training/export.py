@@ -115,14 +115,23 @@ def verify_onnx(model: ServingModel, path: Path, sample: torch.Tensor) -> float:
     return worst
 
 
-def input_spec(task: TaskSpec) -> InputSpec:
+def input_spec(task: TaskSpec, example: list[float] | None = None) -> InputSpec:
     return InputSpec(
         name=INPUT_NAME,
         shape=[-1, task.in_features],
         feature_names=list(task.feature_names) if task.feature_names else None,
+        example=example,
         image=task.image,
         description=task.input_description,
     )
+
+
+def typical_row(task: TaskSpec, model: ServingModel) -> list[float] | None:
+    """The card's example row of a model with named per-feature columns: the training rows'
+    mean, which its normalisation holds (6 significant digits); None for images."""
+    if not task.feature_names or task.image is not None or not task.per_feature_norm:
+        return None
+    return [float(f"{value:.6g}") for value in model.normalize.mean.cpu().tolist()]
 
 
 def output_spec(task: TaskSpec) -> OutputSpec:
@@ -146,6 +155,7 @@ def build_card(
     metrics: dict[str, float],
     dataset_sizes: dict[str, int],
     training: TrainingInfo,
+    example: list[float] | None = None,
 ) -> ModelCard:
     bars = [
         Bar(
@@ -162,7 +172,7 @@ def build_card(
         version=version,
         task=task.kind,
         description=task.description,
-        input=input_spec(task),
+        input=input_spec(task, example),
         output=output_spec(task),
         metrics=metrics,
         bars=bars,

@@ -174,7 +174,10 @@ def publish_version(
             wall_time_s=round(trained.wall_time_s(), 3),
         )
         files = {name: sha256_of(staging / name) for name in (MODEL_FILE, ONNX_FILE, CURVES_FILE)}
-        card = export.build_card(task, 1, files, trained.metrics, trained.sizes, training)
+        example = export.typical_row(task, trained.model)
+        card = export.build_card(
+            task, 1, files, trained.metrics, trained.sizes, training, example
+        )
         path, card = export.publish(staging, model_dir, card)
     finally:
         layout.discard(staging)

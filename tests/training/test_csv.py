@@ -98,6 +98,9 @@ def test_regression_names_its_value_and_sees_the_mean_as_baseline(
     assert card.output.value_name == "price"
     assert card.output.shape == [-1, 1]
     assert card.input.feature_names == ["a", "b", "c"]
+    # The demo's form starts from the training rows' mean (the normalisation's own).
+    assert len(card.input.example) == 3
+    assert all(abs(value) < 1 for value in card.input.example)  # x ~ N(0, 1), 28 rows
     assert (card.bars[0].metric, card.bars[0].op) == ("test_mse", "<=")
     # The values are in the target's units, as the CSV wrote them (the scale is in the module).
     session = onnxruntime.InferenceSession(str(repo / "prices" / "1" / "model.onnx"))

@@ -122,6 +122,7 @@ def test_a_published_classifier_is_served_on_the_next_poll_as_predict_proba(
     assert [p["class_name"] for p in predictions] == [str(c) for c in model.predict(rows)]
     card = ModelCard.model_validate_json((repo / "flowers" / "1" / "card.json").read_text())
     assert card.input.feature_names == list(iris.data.columns)
+    np.testing.assert_allclose(card.input.example, iris.data.mean(), rtol=1e-5)  # the form's row
     assert card.output.class_names == ["0", "1", "2"]
     assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy"} <= set(card.metrics)
     assert card.dataset.sizes == {"train": 150, "test": 30}
