@@ -175,9 +175,7 @@ def publish_version(
         )
         files = {name: sha256_of(staging / name) for name in (MODEL_FILE, ONNX_FILE, CURVES_FILE)}
         example = export.typical_row(task, trained.model)
-        card = export.build_card(
-            task, 1, files, trained.metrics, trained.sizes, training, example
-        )
+        card = export.build_card(task, 1, files, trained.metrics, trained.sizes, training, example)
         path, card = export.publish(staging, model_dir, card)
     finally:
         layout.discard(staging)
