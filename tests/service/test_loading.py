@@ -432,5 +432,5 @@ def test_a_runtime_error_without_a_message_is_named_by_its_type(
 
 def test_a_trusted_list_comment_ends_the_line_at_its_first_hash(tmp_path: Path) -> None:
     path = tmp_path / "trusted.txt"
-    path.write_text(f"{'c' * 64}  model.pt # iris # version 2\n")
+    path.write_text(f"{'c' * 64}#iris#version-2\n")
     assert read_trusted(path) == frozenset({"c" * 64})
