@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.harness import RUNS
 from bench.wild import SPLITS, Split, glyphs, kinds, score, sets, strokes
 from bench.wild import __main__ as cli
 from tests.conftest import ROOT
@@ -160,3 +161,27 @@ def test_the_cli_generates_and_scores_a_set(
         assert answered["refused"] or 0.1 <= answered["confidence"] <= 1
     with pytest.raises(SystemExit):
         cli.main(["--out", str(folder), "--kinds", "pen,nonsense"])
+
+
+def test_the_cli_generates_the_test_set_and_reports_to_bench_runs_by_default() -> None:
+    generate = cli.parse_args(["--out", "sets/test"])
+    assert generate.command == "generate"
+    assert (generate.out, generate.split, generate.per_kind, generate.seed) == (
+        Path("sets/test"),
+        "test",
+        150,
+        0,
+    )
+    assert generate.kinds is None
+    assert cli.parse_args(["--out", "o", "--set", "tune", "--kinds", "pen,empty"]).kinds == [
+        "pen",
+        "empty",
+    ]
+    scoring = cli.parse_args(["score", "sets/test"])
+    assert scoring.command == "score"
+    assert (scoring.folder, scoring.model, scoring.out, scoring.name) == (
+        Path("sets/test"),
+        MNIST_V3,
+        RUNS,
+        "wild",
+    )
