@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -320,12 +320,20 @@ def generate(
             manifest.append(
                 {"file": name, "label": int(labels[index]), "style": style, "index": index}
             )
+    write_manifest(out, manifest, STYLES)
+    return manifest
+
+
+def write_manifest(
+    out: Path, manifest: Sequence[Mapping[str, object]], prefixes: Iterable[str]
+) -> None:
+    """OUT/manifest.json; files named like a set's (<prefix>_<n>.<ext>) that it lacks are removed,
+    so a smaller set written over a larger one leaves nothing behind."""
     written = {entry["file"] for entry in manifest}
-    for stale in (p for style in STYLES for p in out.glob(f"{style}_[0-9]*.*")):
+    for stale in (p for prefix in prefixes for p in out.glob(f"{prefix}_[0-9]*.*")):
         if stale.name not in written:
             stale.unlink()
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
