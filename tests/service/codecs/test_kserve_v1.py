@@ -148,6 +148,39 @@ def test_names_other_than_the_cards_are_422_naming_them(row: dict, text: str) ->
     assert refused(instances([1, 2, 3, 4], row)).startswith(text)
 
 
+def test_missing_names_are_listed_in_full_up_to_eight() -> None:
+    two = {k: v for k, v in FLOWER.items() if k.startswith("petal")}
+    assert (
+        refused(instances(two)) == "instance 0 lacks features 'sepal_length_cm', 'sepal_width_cm'"
+    )
+    all_but_eight = {f"x{i}": 0.0 for i in range(492)}
+    assert refused(instances(all_but_eight), REGRESSION) == (
+        "instance 0 lacks features 'x492', 'x493', 'x494', 'x495', 'x496', 'x497', 'x498', 'x499'"
+    )
+
+
+def test_a_list_of_the_wrong_width_beside_objects_is_422_naming_it() -> None:
+    assert refused(instances(FLOWER, [1, 2, 3])) == (
+        "iris expects 4 features per instance; instance 1 has 3"
+    )
+
+
+def test_named_instances_above_the_row_limit_are_413_as_lists_are() -> None:
+    messages = []
+    for row in (FLOWER, [5.1, 3.5, 1.4, 0.2]):
+        with pytest.raises(PayloadTooLarge) as caught:
+            kserve_v1.decode_rows(instances(*[row] * 9), IRIS, 8)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+
+
+def test_the_largest_float32_is_a_value_and_the_next_bad_one_is_named() -> None:
+    row = {**FLOWER, "petal_length_cm": 3.4028234663852886e38, "petal_width_cm": "x"}
+    assert refused(instances(row)).startswith(
+        "Expected `float`, got `str` - at `$.instances[0].petal_width_cm`"
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -161,6 +194,14 @@ def test_names_other_than_the_cards_are_422_naming_them(row: dict, text: str) ->
 )
 def test_a_feature_given_twice_is_422_naming_it(body: bytes) -> None:
     assert refused(body) == "instance 0 gives feature 'sepal_length_cm' more than once"
+
+
+def test_the_name_given_twice_is_the_one_named_wherever_it_stands() -> None:
+    body = (
+        b'{"instances": [{"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4,'
+        b' "petal_width_cm": 0.2, "petal_length_cm": 1.5}]}'
+    )
+    assert refused(body) == "instance 0 gives feature 'petal_length_cm' more than once"
 
 
 def test_a_repeated_key_elsewhere_in_the_body_is_no_feature() -> None:
