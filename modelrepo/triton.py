@@ -52,7 +52,7 @@ def triton_model(config: ModelConfig, model_dir: Path, version: int) -> TritonMo
     """The version `version` of the card-less model in `model_dir`, as `config` describes it."""
     model_format = format_of(config)
     file_name = config.default_model_filename or DEFAULT_FILES[model_format]
-    if PurePosixPath(file_name).name != file_name or file_name in {".", ".."}:
+    if "\0" in file_name or PurePosixPath(file_name).name != file_name or file_name in {".", ".."}:
         raise UnsupportedModel("default_model_filename must name a file of the version directory")
     return TritonModel(spec_of(config, model_dir, version), model_format, file_name)
 
@@ -134,6 +134,8 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
     file lies in the model's directory (Triton's convention), never outside it."""
     name = tensor.label_filename
     outside = f"label_filename of {tensor.name} points outside the model's directory"
+    if "\0" in name:  # no file has one; the file system would refuse the name (ValueError)
+        raise UnsupportedModel(f"label_filename of {tensor.name} has a NUL character")
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts:
         raise UnsupportedModel(outside)
