@@ -145,7 +145,7 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
             raise UnsupportedModel(outside)  # a symbolic link out
         if path.stat().st_size > MAX_LABEL_BYTES:
             raise UnsupportedModel(f"{name} is larger than {MAX_LABEL_BYTES} bytes")
-        labels = path.read_text(encoding="utf-8").splitlines()
+        labels = label_lines(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise UnsupportedModel(f"{name}, the label file of {tensor.name}, is missing") from None
     except UnicodeDecodeError:
@@ -158,6 +158,16 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
             f"{outputs} outputs"
         )
     return labels
+
+
+def label_lines(text: str) -> list[str]:
+    """The labels of a label file: its lines split at "\\n" alone, as Triton's getline does (a
+    form feed or U+2028 inside a label is part of it), a Windows line end's "\\r" and a
+    leading byte order mark dropped."""
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def served_versions(config: ModelConfig | None, on_disk: list[int]) -> list[int]:
