@@ -29,13 +29,22 @@ def model_names(root: Path) -> list[str]:
 
 
 def version_dirs(model_dir: Path) -> list[Path]:
-    """The numbered version directories of one model, lowest first."""
+    """The numbered version directories of one model, lowest first. As in Triton, a version is
+    a positive number written in ASCII digits without a leading zero: `0`, `01` (another name
+    for 1) and other scripts' digits (`²`, which `int` refuses) are no versions."""
     if not model_dir.is_dir():
         return []
     return sorted(
-        (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
-        key=lambda p: int(p.name),
+        (p for p in model_dir.iterdir() if p.is_dir() and is_version(p.name)), key=version_of
     )
+
+
+def is_version(name: str) -> bool:
+    return name.isascii() and name.isdigit() and not name.startswith("0")
+
+
+def version_of(path: Path) -> int:
+    return int(path.name)
 
 
 def versions(model_dir: Path) -> list[int]:

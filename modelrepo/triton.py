@@ -52,7 +52,7 @@ def triton_model(config: ModelConfig, model_dir: Path, version: int) -> TritonMo
     """The version `version` of the card-less model in `model_dir`, as `config` describes it."""
     model_format = format_of(config)
     file_name = config.default_model_filename or DEFAULT_FILES[model_format]
-    if PurePosixPath(file_name).name != file_name or file_name in {".", ".."}:
+    if "\0" in file_name or PurePosixPath(file_name).name != file_name or file_name in {".", ".."}:
         raise UnsupportedModel("default_model_filename must name a file of the version directory")
     return TritonModel(spec_of(config, model_dir, version), model_format, file_name)
 
@@ -134,6 +134,8 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
     file lies in the model's directory (Triton's convention), never outside it."""
     name = tensor.label_filename
     outside = f"label_filename of {tensor.name} points outside the model's directory"
+    if "\0" in name:  # no file has one; the file system would refuse the name (ValueError)
+        raise UnsupportedModel(f"label_filename of {tensor.name} has a NUL character")
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts:
         raise UnsupportedModel(outside)
@@ -143,7 +145,7 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
             raise UnsupportedModel(outside)  # a symbolic link out
         if path.stat().st_size > MAX_LABEL_BYTES:
             raise UnsupportedModel(f"{name} is larger than {MAX_LABEL_BYTES} bytes")
-        labels = path.read_text(encoding="utf-8").splitlines()
+        labels = label_lines(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise UnsupportedModel(f"{name}, the label file of {tensor.name}, is missing") from None
     except UnicodeDecodeError:
@@ -156,6 +158,16 @@ def read_labels(model_dir: Path, tensor: model_config_pb2.ModelOutput, outputs: 
             f"{outputs} outputs"
         )
     return labels
+
+
+def label_lines(text: str) -> list[str]:
+    """The labels of a label file: its lines split at "\\n" alone, as Triton's getline does (a
+    form feed or U+2028 inside a label is part of it), a Windows line end's "\\r" and a
+    leading byte order mark dropped."""
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def served_versions(config: ModelConfig | None, on_disk: list[int]) -> list[int]:

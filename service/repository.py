@@ -460,7 +460,7 @@ class ModelRegistry:
             if entry.default_version is None:
                 raise ModelNotReady(f"model {name!r} is not ready: {entry.reason()}")
             return entry.loaded[entry.default_version]
-        if not version.isdigit() or int(version) not in entry.versions:
+        if not (version.isascii() and version.isdigit()) or int(version) not in entry.versions:
             listed = ", ".join(str(v) for v in entry.versions)
             raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {listed}")
         if int(version) not in entry.loaded:

@@ -29,6 +29,7 @@ from modelrepo.devices import resolve_device
 from training import export
 from training.data import Split, Splits
 from training.fit import Stopwatch, cpu_threads, evaluate, fit
+from training.nets import ServingModel
 from training.pipeline import Trained, build_model, publish_version
 from training.tabular import DEFAULTS, HIDDEN
 from training.tasks import Hyperparameters, Kind, TaskSpec
@@ -102,6 +103,7 @@ class _MLPEstimator(BaseEstimator):
         with torch.random.fork_rng(devices=devices), cpu_threads(FIT_THREADS):
             torch.manual_seed(self.seed_)
             self.model_ = build_model(task, train).to(self.device_)
+            _check_statistics(self.model_)
             self.history_ = fit(
                 self.model_, task, Splits(train, nothing, nothing), task.defaults, self.seed_, False
             )
@@ -214,6 +216,18 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
 
     def _targets(self, y: Any) -> torch.Tensor:
         return torch.from_numpy(column_or_1d(y).astype(np.float32).reshape(-1, 1))
+
+
+def _check_statistics(model: ServingModel) -> None:
+    """The normalisation fitted on X (and a regressor's scale of y) is finite: values near
+    float32's limit overflow its sums, and the net would answer NaN for every row."""
+    normalize = model.normalize
+    statistics = [normalize.mean, normalize.inv_std, *model.head.buffers()]
+    if not all(torch.isfinite(s).all() for s in statistics) or (normalize.inv_std == 0).any():
+        raise ValueError(
+            "X or y holds values too large for float32 statistics (a column's mean or standard "
+            "deviation overflows); rescale them, e.g. with sklearn.preprocessing.StandardScaler"
+        )
 
 
 def _no_loader(source: object) -> Splits:

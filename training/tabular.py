@@ -80,7 +80,9 @@ def read_table(path: Path, target: str) -> Table:
     except OSError as error:
         raise BadData(f"{path}: {error.strerror or error}") from None
     if target not in header:
-        raise BadData(f"{source} has no column {target!r} (columns: {_names(header)})")
+        raise BadData(
+            f"{source} has no column {target!r} (columns: {_names(header)}){_separator(header)}"
+        )
     if len(header) == 1:
         raise BadData(f"{source} has no feature columns beside the target {target!r}")
     columns = dict(zip(header, zip(*rows, strict=True), strict=True))
@@ -114,6 +116,15 @@ def _read_rows(
     if not rows:
         raise BadData(f"{source} has a header but no rows")
     return header, rows, lines
+
+
+def _separator(header: list[str]) -> str:
+    """A hint where a one-column header is another separator's: the file is read with commas."""
+    if len(header) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in header[0]:
+                return f"; the file seems separated by {name}: save it comma-separated"
+    return ""
 
 
 def _check_header(source: str, header: list[str]) -> None:
@@ -151,6 +162,8 @@ def _numeric_features(
             f"{source}: feature columns must hold finite numbers, and {', '.join(bad)} "
             "do not; encode categories as numbers (one 0/1 column per category) or drop them"
         )
+    for name, numbers in zip(columns, values, strict=True):
+        _check_sum_fits(source, name, numbers)  # type: ignore[arg-type]
     return torch.tensor(values, dtype=torch.float64).T.to(torch.float32).contiguous()
 
 
@@ -180,6 +193,15 @@ def _regression_target(table: Table, numbers: list[float | None], task: TaskChoi
         raise BadData(
             f"{table.source}: the target {table.target!r} is {numbers[0]:g} on every row; "
             "there is nothing to learn"
+        )
+    _check_sum_fits(table.source, table.target, numbers)  # type: ignore[arg-type]
+    span = max(numbers) - min(numbers)  # type: ignore[type-var, operator]
+    widest = math.sqrt(FLOAT32_MAX / len(numbers)) / 2  # the MSE's float32 sum stays finite
+    if span > widest:
+        raise BadData(
+            f"{table.source}: the target {table.target!r} spans {span:.3g}, too wide for its mean "
+            f"squared error in float32 (at most {widest:.3g} over {len(numbers)} rows); rescale "
+            "it (divide it by a power of ten)"
         )
     if task == "regression":
         reason = "as asked (--task regression)"
@@ -320,6 +342,17 @@ def _number(cell: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and abs(value) <= FLOAT32_MAX else None
+
+
+def _check_sum_fits(source: str, name: str, numbers: list[float]) -> None:
+    """The column's mean and spread, computed in float32, stay finite: its sum must fit."""
+    if math.fsum(map(abs, numbers)) > FLOAT32_MAX:
+        largest = max(map(abs, numbers))
+        raise BadData(
+            f"{source}: column {name!r} holds values too large to average in float32 (up to "
+            f"{largest:.3g}, its sum beyond {FLOAT32_MAX:.3g}); rescale it (divide it by a power "
+            "of ten)"
+        )
 
 
 def _is_missing(cell: str) -> bool:

@@ -125,7 +125,7 @@ def repeated_name(body: bytes, index: int) -> str:
     pairs = json.loads(bytes(raw), object_pairs_hook=list)[index]
     names = [name for name, _ in pairs]
     repeated = next(name for position, name in enumerate(names) if name in names[:position])
-    return f"instance {index} gives feature {repeated!r} more than once"
+    return f"instance {index} gives feature {quoted(repeated)} more than once"
 
 
 def without_feature_names(card: ModelSpec) -> str:
@@ -142,17 +142,27 @@ def wrong_names(model: str, names: list[str], given: list[str], index: int) -> s
     """Why an object's names are not the card's: the first it gives that the card lacks (with
     the card's nearest), else the card's names it lacks."""
     known = set(names)
+    # No name of the card is close to one over 2.33 times as long (difflib's 0.6 cutoff).
+    longest = max(map(len, names))
     for name in given:
         if name not in known:
-            close = difflib.get_close_matches(name, names, n=1)
+            close = difflib.get_close_matches(name, names, n=1) if len(name) <= 3 * longest else []
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             return (
-                f"instance {index} has an unknown feature {name!r}{hint}; "
+                f"instance {index} has an unknown feature {quoted(name)}{hint}; "
                 f"{model}'s features are {few(names)}"
             )
     present = set(given)
     missing = [name for name in names if name not in present]
     return f"instance {index} lacks feature{'s' if len(missing) > 1 else ''} {few(missing)}"
+
+
+def quoted(name: str, shown: int = 64) -> str:
+    """A client's name for a message: quoted, a long one cut short (the error and the access
+    log never echo megabytes of a hostile body)."""
+    if len(name) <= shown:
+        return repr(name)
+    return f"{name[:shown]!r}... ({len(name)} characters)"
 
 
 def few(names: list[str], shown: int = 8) -> str:

@@ -13,6 +13,14 @@ def test_versions_are_numbered_directories_in_numeric_order(tmp_path: Path) -> N
     assert layout.versions(tmp_path / "missing") == []
 
 
+def test_only_what_triton_takes_for_a_version_is_one(tmp_path: Path) -> None:
+    # "01" would be a second version 1; "²" is a digit to str.isdigit, no number to int, and
+    # ARABIC-INDIC DIGIT ONE is 1 to int.
+    for name in ("1", "01", "0", "²", "\u0661", "007", "12"):
+        (tmp_path / name).mkdir()
+    assert layout.versions(tmp_path) == [1, 12]
+
+
 def test_model_names_leave_hidden_directories_out(tmp_path: Path) -> None:
     for name in ("iris", ".git", "mnist"):
         (tmp_path / name).mkdir()

@@ -237,3 +237,21 @@ def test_no_config_serves_the_latest_version_and_latest_0_is_refused() -> None:
         UnsupportedModel, match=r"^version_policy latest needs num_versions of at least 1$"
     ):
         served_versions(latest_none, [1])
+
+
+@pytest.mark.parametrize(
+    ("labels", "names"),
+    [
+        ("a\x0cb\nc\u2028d\ne\x85f\n", ["a\x0cb", "c\u2028d", "e\x85f"]),  # one line each
+        ("a\r\nb\r\nc\r\n", ["a", "b", "c"]),  # written on Windows
+        ("\ufeffa\nb\nc\n", ["a", "b", "c"]),  # an editor's byte order mark
+        ("a\n\nc\n", ["a", "", "c"]),  # an empty line is a label, as in Triton
+        ('a,b\n c \n"d"', ["a,b", " c ", '"d"']),  # commas, spaces and quotes are the label's
+    ],
+)
+def test_a_label_is_a_line_ended_by_a_newline_alone_as_triton_reads_it(
+    tmp_path: Path, labels: str, names: list[str]
+) -> None:
+    directory = model_dir(tmp_path)
+    (directory / "labels.txt").write_bytes(labels.encode())
+    assert triton_model(parse_config(LABELLED), directory, 1).spec.output.class_names == names

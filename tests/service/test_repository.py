@@ -184,12 +184,26 @@ def test_a_model_none_of_whose_versions_loads_is_not_ready(root: Path) -> None:
     serve(root, scenario)
 
 
-@pytest.mark.parametrize("version", ["3", "0", "x", "-1", "2.0"])
+# "²" and ARABIC-INDIC DIGIT ONE are digits to str.isdigit, not versions
+@pytest.mark.parametrize("version", ["3", "0", "x", "-1", "2.0", "²", "\u0661"])
 def test_a_version_the_model_does_not_have_is_not_found(root: Path, version: str) -> None:
     async def scenario(registry: ModelRegistry) -> None:
         with pytest.raises(ModelNotFound) as missing:
             registry.get("iris", version)
         assert str(missing.value) == f"model 'iris' has no version {version!r}; versions: 1, 2"
+
+    serve(root, scenario)
+
+
+def test_a_directory_named_with_other_digits_is_no_version_and_harms_no_model(root: Path) -> None:
+    # "²" is a digit to str.isdigit but no number to int; "01" would be a second version 1.
+    for name in ("²", "01"):
+        shutil.copytree(root / "iris" / "1", root / "iris" / name)
+
+    async def scenario(registry: ModelRegistry) -> None:
+        assert registry.scan_problem is None
+        assert registry.entry("iris").versions == [1, 2]
+        assert registry.entry("regression").versions == [1, 2]
 
     serve(root, scenario)
 

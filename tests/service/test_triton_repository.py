@@ -321,3 +321,27 @@ def test_v1_answers_carry_class_names_and_the_status_says_there_is_no_card(
         status = http.get("/v1/models/pets").json()
         assert (status["card"], status["has_card"], status["versions"]) == (None, False, ["2"])
         assert status["stats"]["2"]["has_card"] is False
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['default_model_filename: "model\\000.pt"\n', 'label_filename: "labels\\000.txt"'],
+)
+def test_a_reload_onto_a_config_naming_a_file_with_a_nul_keeps_serving_and_says_why(
+    tmp_path: Path, hostile: str
+) -> None:
+    write_triton_model(tmp_path / "pets")
+
+    async def scenario(registry: ModelRegistry) -> None:
+        before = registry.get("pets")
+        config = (
+            CONFIG + hostile
+            if hostile.startswith("default")
+            else CONFIG.replace('label_filename: "labels.txt"', hostile)
+        )
+        (tmp_path / "pets" / "config.pbtxt").write_text(config)
+        entry = await registry.load("pets")  # neither raises nor stops serving the old version
+        assert registry.get("pets") is before
+        assert entry.failed[1].startswith("no card.json, and config.pbtxt cannot serve it: ")
+
+    serve(tmp_path, scenario)

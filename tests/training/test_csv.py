@@ -162,6 +162,45 @@ BAD_DATA = [
         id="unknown-target",
     ),
     pytest.param(
+        "a;b;y\n1;2;x\n",
+        ["--target", "y"],
+        "no column 'y' (columns: a;b;y); the file seems separated by semicolons: save it "
+        "comma-separated",
+        id="semicolons",
+    ),
+    pytest.param(
+        "a\tb\ty\n1\t2\tx\n",
+        ["--target", "y"],
+        "the file seems separated by tabs: save it comma-separated",
+        id="tabs",
+    ),
+    pytest.param(
+        "a,b,y\n" + "\n".join(f"{(-1) ** i * 3e38},{i},{'ab'[i % 2]}" for i in range(14)),
+        ["--target", "y"],
+        "column 'a' holds values too large to average in float32 (up to 3e+38, its sum beyond "
+        "3.4e+38); rescale it (divide it by a power of ten)",
+        id="feature-beyond-float32-sums",
+    ),
+    pytest.param(
+        "a,b,y\n" + "\n".join(f"{3e38 - i * 1e36},{i},{'ab'[i % 2]}" for i in range(14)),
+        ["--target", "y"],
+        "column 'a' holds values too large to average in float32",
+        id="feature-one-sided-beyond-float32-sums",
+    ),
+    pytest.param(
+        "a,y\n" + "\n".join(f"{i},{(i - 15) * 2.2e37}" for i in range(31)),
+        ["--target", "y"],
+        "column 'y' holds values too large to average in float32",
+        id="target-beyond-float32-sums",
+    ),
+    pytest.param(
+        "a,y\n" + "\n".join(f"{i},{i * 1e18 + 0.5}" for i in range(31)),
+        ["--target", "y"],
+        "the target 'y' spans 3e+19, too wide for its mean squared error in float32 (at most "
+        "1.66e+18 over 31 rows); rescale it",
+        id="target-squares-beyond-float32",
+    ),
+    pytest.param(
         "a,a,y\n1,2,x\n",
         ["--target", "y"],
         "the header names a more than once",

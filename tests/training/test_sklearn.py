@@ -67,6 +67,17 @@ def test_random_state_makes_a_fit_repeat_and_leaves_torchs_own_seed_alone() -> N
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_values_beyond_float32_statistics_are_refused_not_fitted_to_nan(estimator) -> None:  # type: ignore[no-untyped-def]
+    X = np.array([[3e38, 1.0], [3e38, 2.0]] * 5, dtype=np.float32)  # the column's sum overflows
+    y = np.array([0, 1] * 5)
+    with pytest.raises(ValueError, match=r"^X or y holds values too large for float32 statistics"):
+        estimator(epochs=1, device="cpu", random_state=0).fit(X, y)
+    if estimator is MLPRegressor:  # y: its scale overflows
+        with pytest.raises(ValueError, match=r"too large for float32 statistics"):
+            estimator(epochs=1, device="cpu").fit(np.eye(10, 2), np.array([3e38, 2.9e38] * 5))
+
+
 def test_publish_refuses_a_bad_name_and_half_a_test_set(tmp_path: Path) -> None:
     model = MLPRegressor(epochs=1, random_state=0).fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="'My Model' is not a model name"):

@@ -231,6 +231,19 @@ def test_a_named_number_no_float_holds_is_malformed_as_in_a_list() -> None:
         kserve_v1.decode_rows(body, IRIS, 1)
 
 
+@pytest.mark.parametrize("where", ["unknown", "repeated"])
+def test_a_huge_feature_name_is_cut_short_in_the_message(where: str) -> None:
+    huge = "sepal_length_cm" + "x" * 1_000_000
+    if where == "unknown":
+        body = instances({**FLOWER, huge: 1.0})
+    else:
+        fields = ", ".join(f'"{name}": {value}' for name, value in FLOWER.items())
+        body = f'{{"instances": [{{{fields}, "{huge}": 1, "{huge}": 2}}]}}'.encode()
+    message = refused(body)
+    assert len(message) < 400
+    assert f"{huge[:64]!r}... (1000015 characters)" in message
+
+
 @pytest.mark.parametrize(
     ("model", "text"),
     [
