@@ -419,11 +419,20 @@ class ModelRegistry:
                 log.info(
                     "model %s changed on disk; loading", name, extra={"fields": {"model": name}}
                 )
-                await self.load(name)
+                await self._load_polled(name)
         for name in set(self.entries) - set(names):
             log.info("model %s left the repository; unloading", name)
             await self.unload(name)
             self.unloaded.discard(name)
+
+    async def _load_polled(self, name: str) -> None:
+        """`load`, where what one model's files do to it stops neither the poll nor the models
+        after it (the model keeps what serves, and the next poll tries it again)."""
+        try:
+            await self.load(name)
+        except Exception:
+            self._fingerprints.pop(name, None)
+            log.exception("model %s could not be reloaded", name)
 
     async def poll_forever(self, interval_s: float) -> None:
         while True:

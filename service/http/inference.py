@@ -10,6 +10,8 @@ and a task per request cost more than the rest of the batcher's work for it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from litestar import Request
@@ -20,6 +22,7 @@ from service.loading import LoadedModel
 # A client that leaves sooner costs at most its own rows' compute; latency under overload stays
 # well below it (README, Performance), so a busy server starts no watchers.
 WATCH_AFTER_S = 0.25
+T = TypeVar("T")
 
 
 class DisconnectWatch:
@@ -81,3 +84,16 @@ async def infer_rows(
     """`model.infer`, abandoned (ClientDisconnected) if the client leaves."""
     with cancel_on_disconnect(request):
         return await model.infer(rows, timeout_s)
+
+
+# Above this, a JSON or tensor body is decoded on a worker thread: a maximal body takes a second
+# or more to decode (README, Security and limits), and the event loop must keep answering
+# health checks and small requests meanwhile. Below it, the hop would cost more than decoding.
+OFF_LOOP_BODY_BYTES = 256 * 1024
+
+
+async def decode_body(decode: Callable[..., T], body: bytes, *args: object) -> T:
+    """`decode(body, *args)`, on a worker thread when the body is large."""
+    if len(body) <= OFF_LOOP_BODY_BYTES:
+        return decode(body, *args)
+    return await asyncio.to_thread(decode, body, *args)

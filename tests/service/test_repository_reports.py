@@ -327,3 +327,33 @@ def test_unload_answers_what_is_still_queued_after_the_drain_timeout(tmp_path: P
         await unloading
 
     serve(root, scenario, drain_timeout_s=0.05, request_timeout_s=0.05)
+
+
+def test_a_model_that_cannot_be_reloaded_stops_neither_the_poll_nor_the_models_after_it(
+    tmp_path: Path, lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = copy_bundled(tmp_path / "models", "iris", "regression")
+
+    async def scenario(registry: ModelRegistry) -> None:
+        load_model = registry._load_model
+
+        def fails_for_iris(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
+            if model_dir.name == "iris":
+                raise RuntimeError("a file no library expected")
+            return load_model(model_dir, serving)
+
+        monkeypatch.setattr(registry, "_load_model", fails_for_iris)
+        for name in ("iris", "regression"):
+            (root / name / "1" / CARD_FILE).touch()
+        await registry.poll()
+        assert registry.get("iris").version == 2  # what served still serves
+        await registry.poll()  # iris is tried again; regression, unchanged since, is not
+
+    serve(root, scenario)
+    assert [m for m in lines.messages() if "reload" in m or "changed" in m] == [
+        "model iris changed on disk; loading",
+        "model iris could not be reloaded",
+        "model regression changed on disk; loading",
+        "model iris changed on disk; loading",
+        "model iris could not be reloaded",
+    ]

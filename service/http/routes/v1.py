@@ -25,7 +25,7 @@ from service.codecs.schemas import (
 )
 from service.errors import ModelNotFound
 from service.http.asgi import AnswerApp, header, media_type, query_flag, read_body
-from service.http.inference import cancel_on_disconnect, infer_rows
+from service.http.inference import cancel_on_disconnect, decode_body, infer_rows
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import Services, services
 from service.loading import LoadedModel
@@ -137,7 +137,7 @@ async def predict_rows(request: Request, server: Services, model: LoadedModel) -
     settings = server.settings
     kserve_v1.check_media_type(media_type(request))
     body = await read_body(request, settings.max_body_bytes)
-    rows = kserve_v1.decode_rows(body, model.card, settings.max_rows_per_request)
+    rows = await decode_body(kserve_v1.decode_rows, body, model.card, settings.max_rows_per_request)
     outputs = await infer_rows(request, model, rows, settings.request_timeout_s)
     return kserve_v1.encode_answer(model.card, outputs)
 

@@ -19,7 +19,7 @@ from service.codecs.schemas import (
     V2ModelReady,
 )
 from service.http.asgi import AnswerApp, header, media_type, read_body
-from service.http.inference import infer_rows
+from service.http.inference import decode_body, infer_rows
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import services
 from service.repository import ModelRegistry
@@ -132,7 +132,8 @@ class V2ModelController(Controller):
         header_length = header(request, HEADER_LENGTH_KEY)
         oip_v2.check_media_type(media_type(request), binary=header_length is not None)
         body = await read_body(request, settings.max_body_bytes)
-        payload = oip_v2.decode_request(
+        payload = await decode_body(
+            oip_v2.decode_request,
             body,
             header_length,
             model.card,
