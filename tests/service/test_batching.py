@@ -36,7 +36,7 @@ class Model:
         return rows * 2
 
 
-def make(model: Model, **options: float) -> DynamicBatcher:
+def make(model: Model, **options: object) -> DynamicBatcher:
     settings = {"max_batch_size": 8, "max_queue_delay_s": 0.0, "max_queue_size": 64} | options
     return DynamicBatcher(model, name="test", **settings)  # type: ignore[arg-type]
 
@@ -46,7 +46,7 @@ def rows(*values: float) -> np.ndarray:
 
 
 @contextlib.asynccontextmanager
-async def running(model: Model, **options: float) -> AsyncIterator[DynamicBatcher]:
+async def running(model: Model, **options: object) -> AsyncIterator[DynamicBatcher]:
     """A started batcher, stopped (drained) on the way out."""
     batcher = make(model, **options)
     batcher.start()
@@ -451,8 +451,10 @@ def test_every_observer_hears_of_batches_queue_depths_and_served_requests() -> N
     recorders = (Recorder(), Recorder())
 
     async def scenario() -> None:
-        async with running(model, max_batch_size=4, inline_max_rows=1) as batcher:
-            batcher.observer = Observers(*recorders)
+        observer = Observers(*recorders)
+        async with running(
+            model, max_batch_size=4, inline_max_rows=1, observer=observer
+        ) as batcher:
             held = await hold(batcher, model)
             big = asyncio.create_task(batcher.infer(rows(2, 3, 4, 5, 6), 30))
             await until_queued(batcher, 5)
@@ -485,3 +487,37 @@ def test_summarize_keeps_the_last_line_only() -> None:
     )
     assert summarize(RuntimeError("")) == "RuntimeError"
     assert summarize(RuntimeError("x" * 400)) == "x" * 300
+
+
+def test_a_batcher_told_no_inline_rows_never_runs_inline() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model) as batcher:
+            await batcher.infer(rows(1), 30, alone=True)
+            assert (batcher.stats.inline_requests, model.threads) == (0, ["infer-test_0"])
+
+    run(scenario)
+
+
+def test_the_batcher_task_is_named_and_gone_once_stopped() -> None:
+    model = Model()
+
+    def batcher_tasks() -> list[asyncio.Task]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "batcher-test"]
+
+    async def scenario() -> None:
+        batcher = make(model)
+        await batcher.stop()  # never started: nothing to stop
+        batcher = make(model)
+        batcher.start()
+        assert len(batcher_tasks()) == 1
+        held = await hold(batcher, model)
+        stopping = asyncio.create_task(batcher.stop(timeout_s=0.01))  # cuts the loop short
+        with pytest.raises(Unavailable):
+            await held  # answered once the timeout passed, its batch still in the model
+        model.gate.set()  # the worker thread may end now, and with it `stop`
+        await stopping
+        assert batcher_tasks() == []
+
+    run(scenario)
