@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -521,3 +522,43 @@ def test_the_batcher_task_is_named_and_gone_once_stopped() -> None:
         assert batcher_tasks() == []
 
     run(scenario)
+
+
+def test_a_request_of_twice_the_batch_size_gets_all_its_rows_back() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, max_batch_size=4) as batcher:
+            result = await batcher.infer(rows(*range(8)), 30)
+            assert result[:, 0].tolist() == [2.0 * v for v in range(8)]
+            assert model.batches == [4, 4]
+
+    run(scenario)
+
+
+def test_an_unexpected_error_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model) as batcher:
+            execute = batcher._execute
+            calls = []
+
+            async def fails_once(batch):  # type: ignore[no-untyped-def]
+                calls.append(len(batch))
+                if len(calls) == 1:
+                    for entry in batch:  # answered, so the request does not wait for ever
+                        entry.future.set_exception(RuntimeError("lost"))
+                    raise RuntimeError("a bug in the batcher")
+                await execute(batch)
+
+            monkeypatch.setattr(batcher, "_execute", fails_once)
+            with pytest.raises(RuntimeError, match="lost"):
+                await batcher.infer(rows(1), 30)
+            assert (await batcher.infer(rows(2), 30)).tolist() == [[4.0]]
+
+    with caplog.at_level(logging.ERROR, logger="service.batching"):
+        run(scenario)
+    assert [r.getMessage() for r in caplog.records] == ["batcher test: unexpected error"]
