@@ -213,7 +213,9 @@ def remove_glare(pixels: np.ndarray) -> np.ndarray:
     (typical,) = order_statistics(page, (0.5,))
     if typical < 0.5 or float(page.max()) < typical + GLARE_STEP:
         return pixels
-    light = np.clip((page - typical - GLARE_STEP) / (1 - typical - GLARE_STEP + 1e-6), 0, 0.9)
+    brighter = page - typical
+    onset = np.clip(brighter / GLARE_STEP - 1, 0, 1)  # 0 up to one step, all from two on
+    light = np.clip(onset * brighter / max(1 - typical, 1e-6), 0, 0.9)
     height, width = pixels.shape[:2]
     light = np.asarray(
         Image.fromarray(light, mode="F").resize((width, height), Image.Resampling.BILINEAR)
@@ -364,22 +366,22 @@ def line_window(ink: np.ndarray) -> int:
     ink, which lines thin out, so the window errs small); 1 when strokes are too thin."""
     (high,) = order_statistics(ink[::3, ::3], (0.995,))
     width = pen_width(ink > 0.5 * high)
-    return min(RULING_MAX, int(0.6 * width) // 2 * 2 + 1)
+    return min(RULING_MAX, int(0.47 * width) // 2 * 2 + 1)
 
 
 def long_line_mask(thin: np.ndarray, axis: int) -> np.ndarray:
-    """1 on the rows (axis 0) or columns (axis 1) where thin structures run across at least a
-    third of the picture, and a couple either side (a page is never square to the camera), 0
+    """1 on the rows (axis 0) or columns (axis 1) where thin structures run across most of the
+    picture, and a couple either side (a page is never square to the camera), 0
     elsewhere; broadcastable against the picture."""
     across = 1 - axis
     (high,) = order_statistics(thin[::3, ::3], (0.999,))
     run = along_axis(thin, 9, across, running_mean) > max(0.3 * high, 0.02)
-    near = along_axis(run.astype(np.float32), 5, axis, MAX_1D)  # drift of a slightly tilted line
+    near = along_axis(run.astype(np.float32), 9, axis, MAX_1D)  # drift of a slightly tilted line
     lines = near.mean(axis=across, keepdims=True) > LINE_SPAN
     return along_axis(lines.astype(np.float32), 5, axis, MAX_1D)
 
 
-LINE_SPAN = 1 / 3
+LINE_SPAN = 0.6  # a digit's own thin stroke rarely runs across more of the picture
 
 
 def stretch(ink: np.ndarray) -> np.ndarray:
@@ -425,8 +427,8 @@ def crop_to_ink(ink: np.ndarray, margin: float = 0.04) -> np.ndarray:
     return ink[top:bottom, left:right]
 
 
-THICK = 0.2  # strokes wider than this share of the ink's extent start to close loops
-PEN = 0.13  # what such strokes are thinned to: about MNIST's pen relative to its digits
+THICK = 0.2  # strokes wider than this share of the ink's extent close loops at 20 px
+PEN = 0.16  # what such strokes are thinned to: MNIST's typical pen relative to its digits
 
 
 def thin_thick_strokes(ink: np.ndarray) -> np.ndarray:
@@ -445,10 +447,11 @@ def thin_thick_strokes(ink: np.ndarray) -> np.ndarray:
 
 def pen_width(mask: np.ndarray) -> float:
     """Mean stroke width of a mask in pixels: 2 * area / outline, since a ribbon's area is its
-    length times its width and its outline twice its length."""
+    length times its width and its outline twice its length. The outline is counted in pixel
+    steps, which run 4/pi of a curve's length on average: divided out."""
     padded = np.pad(mask, 1)
     outline = np.count_nonzero(np.diff(padded, axis=0)) + np.count_nonzero(np.diff(padded, axis=1))
-    return 2 * np.count_nonzero(padded) / max(outline, 1)
+    return 2 * np.count_nonzero(padded) / max(outline, 1) * (4 / np.pi)
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -515,11 +518,13 @@ def preprocess_digit(
         return model_sized_digit(image)
     work = shrink(image)
     pixels = picture_pixels(work)
+    flat = flatten_background(picture_ink(pixels))
     box = small_ink_box(ink_map(pixels))
     if box is not None:
         source = full_size() if full_size is not None else image
-        pixels = picture_pixels(shrink(source.crop(scaled_box(box, work.size, source.size))))
-    ink = stretch(remove_ruling(flatten_background(picture_ink(pixels))))
+        crop = source.crop(scaled_box(box, work.size, source.size))
+        flat = flatten_background(picture_ink(picture_pixels(shrink(crop))))
+    ink = stretch(remove_ruling(flat))
     return center_by_mass(fit_box(thin_thick_strokes(crop_to_ink(ink))))
 
 
@@ -543,7 +548,8 @@ def small_ink_box(ink: np.ndarray) -> Box | None:
     Shrunk to the working size such a digit is a few pixels of faint strokes, under the
     contrast stretch's percentiles and beside the page's shadows. It is found as the fine
     detail (a top-hat: the ink less its opening, which keeps lighting and shadows out) that
-    gathers in one small place, away from any wide stroke."""
+    gathers in one small place, away from any wide stroke (the thin tail of a bold digit is no
+    small digit)."""
     wide = max_filter(min_filter(ink, DETAIL), DETAIL)
     detail = ink - wide
     peak = float(detail.max())
@@ -560,7 +566,7 @@ def small_ink_box(ink: np.ndarray) -> Box | None:
     faint = detail > 0.25 * peak
     if faint[top:bottom, left:right].sum() < 0.7 * faint.sum():
         return None  # detail elsewhere too: writing larger than this spot
-    if float(np.ptp(wide[top:bottom, left:right])) > peak:
+    if float(np.ptp(wide[top:bottom, left:right])) > 0.75 * peak:
         return None  # the thin end of a wide stroke, not a small digit
     return int(left), int(top), int(right), int(bottom)
 
