@@ -71,7 +71,7 @@ def test_return_input_shows_the_page_without_its_ruling() -> None:
     """`?return_input=true`'s PNG is the 28x28 the model saw: the 7, no line."""
     preparer = ImagePreparer(1, 10**7, 10**8)
     try:
-        prepared = preparer.prepare_one(Upload("ruled.jpg", ruled_seven(True)), with_png=True)
+        prepared = preparer.prepare_one(Upload("ruled.jpg", ruled_seven(False)), with_png=True)
     finally:
         preparer.close()
     assert prepared.input_png is not None
