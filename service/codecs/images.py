@@ -2,9 +2,11 @@
 
 MNIST digits are white on black, fitted in a 20x20 box (aspect kept) and centred by centre of
 mass in 28x28. Uploads are anything but: photos, scans, transparent canvas strokes, chalk on a
-board. The steps, each a function: decode (EXIF, first frame, bomb guard) -> ink map (distance
+board. The steps, each a function: decode (EXIF, first frame, bomb guard) -> find a small
+digit in a large frame and crop it at full resolution -> take the glare off -> ink map (distance
 from the background colour, so any polarity or ink colour works; transparency composited
-first) -> flatten uneven lighting -> contrast stretch -> crop to the ink -> scale to 20 px ->
+first; what is lighter than a light page is not ink) -> flatten uneven lighting -> remove ruled
+and grid lines -> contrast stretch -> crop to the ink -> thin thick strokes -> scale to 20 px ->
 centre by mass in 28x28.
 """
 
@@ -74,11 +76,13 @@ def declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
     return open_image(data, max_pixels).size
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Open, check the declared size *before* decoding pixels, apply EXIF, take frame one."""
+def decode(data: bytes, max_pixels: int, cover: int | None = WORK_SIZE) -> Image.Image:
+    """Open, check the declared size *before* decoding pixels, apply EXIF, take frame one.
+
+    A JPEG is decoded at the smallest scale whose sides still cover `cover` (None: full size)."""
     image = open_image(data, max_pixels)
-    if image.format in ("JPEG", "MPO"):  # (MPO: phones' multi-picture JPEGs) decode at 1/2,
-        image.draft(None, (WORK_SIZE, WORK_SIZE))  # 1/4 or 1/8 scale if it covers the work size
+    if cover and image.format in ("JPEG", "MPO"):  # (MPO: phones' multi-picture JPEGs) decode
+        image.draft(None, (cover, cover))  # at 1/2, 1/4 or 1/8 scale if it covers the work size
     try:
         image.seek(0)
         image.load()
@@ -186,15 +190,88 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     return np.clip(ink - background, 0, None)
 
 
+GLARE_GRID = 64  # shorter side of the grid a light page's brightness is estimated on
+GLARE_WINDOW = 7  # in grid cells: wider than a marker stroke, narrower than a lamp's reflection
+
+
+def luminance(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) brightness of grey or colour pixels (Rec. 601 weights)."""
+    if pixels.ndim == 2:
+        return pixels
+    return pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+
+
+def remove_glare(pixels: np.ndarray) -> np.ndarray:
+    """Take lamp and window reflections off a light page (whiteboards, glossy paper).
+
+    A reflection screens the scene: each channel x becomes x + (1 - x) L for the light L it
+    adds, so the page turns white and the ink under it fades. L is read from the page's local
+    brightness where it is brighter than the page's typical brightness, and divided out: the
+    blob is no longer something to read as ink, and the ink under it comes back. Dark boards and
+    pages without a bright patch pass through unchanged."""
+    page = page_brightness(luminance(pixels))
+    (typical,) = order_statistics(page, (0.5,))
+    if typical < 0.5 or float(page.max()) < typical + GLARE_STEP:
+        return pixels
+    brighter = page - typical
+    onset = np.clip(brighter / GLARE_STEP - 1, 0, 1)  # 0 up to one step, all from two on
+    light = np.clip(onset * brighter / max(1 - typical, 1e-6), 0, 0.9)
+    height, width = pixels.shape[:2]
+    light = np.asarray(
+        Image.fromarray(light, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    )
+    gain = 1 / (1 - light)
+    if pixels.ndim == 2:
+        return np.clip((pixels - light) * gain, 0, 1)
+    restored = np.empty_like(pixels)
+    for channel in range(3):  # plane by plane: numpy is slow on a last axis of 3
+        restored[..., channel] = np.clip((pixels[..., channel] - light) * gain, 0, 1)
+    return restored
+
+
+GLARE_STEP = 0.04  # brighter than the page's median by less: lighting and vignettes, not glare
+
+
+def page_brightness(lum: np.ndarray) -> np.ndarray:
+    """A light page's brightness on a coarse grid (about GLARE_GRID cells on the shorter side):
+    a closing (a maximum filter wider than a stroke fills it with the page around it),
+    smoothed."""
+    small = block_max(lum, max(1, min(lum.shape) // GLARE_GRID))
+    size = min(GLARE_WINDOW, (min(small.shape) // 2) | 1)
+    return mean_filter(min_filter(max_filter(small, size), size), 3)
+
+
+def ink_of_its_polarity(pixels: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Only what deviates from the background the way the ink does is ink: on a light page,
+    dark writing is; a brighter patch (a reflection, a lit spot) is not. The ink's way is that of
+    its strongest pixels."""
+    background = border_color(pixels)
+    signed = luminance(pixels) - (background if pixels.ndim == 2 else luminance(background))
+    (strong,) = order_statistics(ink[::3, ::3], (0.995,))  # a sample: the order is enough
+    (darker,) = order_statistics(signed[ink >= strong], (0.5,))
+    if darker < 0:
+        return np.where(signed <= 0, ink, 0).astype(np.float32)
+    return np.where(signed >= 0, ink, 0).astype(np.float32)
+
+
 def block_min(values: np.ndarray, factor: int) -> np.ndarray:
     """Each factor x factor block's minimum (a ragged edge is dropped): the opening's first
     step, on 1/factor^2 of the pixels. Strided minima: far faster than a reshaped min."""
+    return block_pick(values, factor, np.minimum)
+
+
+def block_max(values: np.ndarray, factor: int) -> np.ndarray:
+    """Each factor x factor block's maximum (a ragged edge is dropped)."""
+    return block_pick(values, factor, np.maximum)
+
+
+def block_pick(values: np.ndarray, factor: int, pick: np.ufunc) -> np.ndarray:
     if factor == 1:
         return values
     height, width = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
     trimmed = values[:height, :width]
-    rows = functools.reduce(np.minimum, (trimmed[k::factor] for k in range(factor)))
-    return functools.reduce(np.minimum, (rows[:, k::factor] for k in range(factor)))
+    rows = functools.reduce(pick, (trimmed[k::factor] for k in range(factor)))
+    return functools.reduce(pick, (rows[:, k::factor] for k in range(factor)))
 
 
 def min_filter(values: np.ndarray, size: int) -> np.ndarray:
@@ -217,12 +294,21 @@ Filter1D = Callable[[np.ndarray, int, int], np.ndarray]  # (padded, size, axis) 
 
 def separable(values: np.ndarray, size: int, filter_1d: Filter1D) -> np.ndarray:
     """Apply a 1-D window filter along rows, then columns, each on an edge-padded copy."""
-    half = size // 2
     out = values
     for axis in (0, 1):
-        padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        out = filter_1d(padded, size, axis)
+        out = along_axis(out, size, axis, filter_1d)
     return out.astype(np.float32, copy=False)
+
+
+def along_axis(values: np.ndarray, size: int, axis: int, filter_1d: Filter1D) -> np.ndarray:
+    """A 1-D window filter along one axis, on an edge-padded copy: the same shape back."""
+    half = size // 2
+    length = values.shape[axis]
+    first, last = along(values, 0, 1, axis), along(values, length - 1, length, axis)
+    padded = np.concatenate(  # np.pad's generality cost more than the filters on small images
+        [np.repeat(first, half, axis), values, np.repeat(last, half, axis)], axis=axis
+    )
+    return filter_1d(padded, size, axis)
 
 
 def along(values: np.ndarray, start: int, stop: int, axis: int) -> np.ndarray:
@@ -243,6 +329,10 @@ def running_pick(padded: np.ndarray, size: int, axis: int, pick: np.ufunc) -> np
     )
 
 
+MIN_1D: Filter1D = functools.partial(running_pick, pick=np.minimum)
+MAX_1D: Filter1D = functools.partial(running_pick, pick=np.maximum)
+
+
 def running_mean(padded: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Running mean of `size` along `axis`: a sum of `size` shifted views (windows are small)."""
     count = padded.shape[axis] - size + 1
@@ -250,6 +340,48 @@ def running_mean(padded: np.ndarray, size: int, axis: int) -> np.ndarray:
     for start in range(1, size):
         total += along(padded, start, start + count, axis)
     return total * np.float32(1 / size)
+
+
+RULING_MAX = 7  # widest window (px at the working size) lines are told from strokes with
+
+
+def remove_ruling(ink: np.ndarray) -> np.ndarray:
+    """Take out ruled and grid lines: long straight lines, much thinner than the strokes.
+
+    An opening across the lines (a window wider than a line, narrower than a stroke) removes
+    every thin structure lying along them; what it removes is taken out only on the rows (or
+    columns) where it runs across much of the picture, so a digit's own strokes and the pixels
+    where they cross a line stay. Near-horizontal lines first, then near-vertical ones."""
+    window = line_window(ink)
+    if window < 3:
+        return ink
+    for axis in (0, 1):  # axis 0: an opening down the columns takes horizontal lines
+        thin = ink - along_axis(along_axis(ink, window, axis, MIN_1D), window, axis, MAX_1D)
+        ink = ink - thin * long_line_mask(thin, axis)
+    return ink
+
+
+def line_window(ink: np.ndarray) -> int:
+    """The opening's window: an odd width below the strokes' (their width measured on the strong
+    ink, which lines thin out, so the window errs small); 1 when strokes are too thin."""
+    (high,) = order_statistics(ink[::3, ::3], (0.995,))
+    width = pen_width(ink > 0.5 * high)
+    return min(RULING_MAX, int(0.47 * width) // 2 * 2 + 1)
+
+
+def long_line_mask(thin: np.ndarray, axis: int) -> np.ndarray:
+    """1 on the rows (axis 0) or columns (axis 1) where thin structures run across most of the
+    picture, and a couple either side (a page is never square to the camera), 0
+    elsewhere; broadcastable against the picture."""
+    across = 1 - axis
+    (high,) = order_statistics(thin[::3, ::3], (0.999,))
+    run = along_axis(thin, 9, across, running_mean) > max(0.3 * high, 0.02)
+    near = along_axis(run.astype(np.float32), 9, axis, MAX_1D)  # drift of a slightly tilted line
+    lines = near.mean(axis=across, keepdims=True) > LINE_SPAN
+    return along_axis(lines.astype(np.float32), 5, axis, MAX_1D)
+
+
+LINE_SPAN = 0.6  # a digit's own thin stroke rarely runs across more of the picture
 
 
 def stretch(ink: np.ndarray) -> np.ndarray:
@@ -293,6 +425,33 @@ def crop_to_ink(ink: np.ndarray, margin: float = 0.04) -> np.ndarray:
     top, bottom = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ink.shape[0])
     left, right = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, ink.shape[1])
     return ink[top:bottom, left:right]
+
+
+THICK = 0.2  # strokes wider than this share of the ink's extent close loops at 20 px
+PEN = 0.16  # what such strokes are thinned to: MNIST's typical pen relative to its digits
+
+
+def thin_thick_strokes(ink: np.ndarray) -> np.ndarray:
+    """Thin felt-pen and brush strokes toward MNIST's pen, before the 20 px fit: at that size a
+    stroke a quarter of the digit wide fills the loops of an 8, a 9 or a 6. Eroded by the
+    excess width (a minimum filter), then cropped again; MNIST-like pens are left alone."""
+    extent = ink_extent(ink)
+    width = pen_width(ink > 0.5)
+    if width <= THICK * extent:
+        return ink
+    size = int(width - PEN * extent) // 2 * 2 + 1
+    if size < 3:
+        return ink
+    return crop_to_ink(min_filter(ink, size))
+
+
+def pen_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a mask in pixels: 2 * area / outline, since a ribbon's area is its
+    length times its width and its outline twice its length. The outline is counted in pixel
+    steps, which run 4/pi of a curve's length on average: divided out."""
+    padded = np.pad(mask, 1)
+    outline = np.count_nonzero(np.diff(padded, axis=0)) + np.count_nonzero(np.diff(padded, axis=1))
+    return 2 * np.count_nonzero(padded) / max(outline, 1) * (4 / np.pi)
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -341,12 +500,87 @@ def center_by_mass(digit: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
     return out
 
 
-def preprocess_digit(image: Image.Image) -> np.ndarray:
-    """Any picture of one digit -> (28, 28) float32 in [0, 1], white on black, MNIST-style."""
+def digit_from_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """An uploaded file -> the (28, 28) row the model sees; a small digit in a large JPEG is
+    cropped from the file decoded again at full size."""
+    image = decode(data, max_pixels)
+    return preprocess_digit(image, lambda: decode(data, max_pixels, cover=None))
+
+
+def preprocess_digit(
+    image: Image.Image, full_size: Callable[[], Image.Image] | None = None
+) -> np.ndarray:
+    """Any picture of one digit -> (28, 28) float32 in [0, 1], white on black, MNIST-style.
+
+    `full_size` gives the picture at its full resolution when `image` was decoded smaller (a
+    JPEG's draft); a small digit in a large frame is cropped from it."""
     if image.size == (CANVAS, CANVAS):
         return model_sized_digit(image)
-    ink = stretch(flatten_background(ink_map(picture_pixels(shrink(image)))))
-    return center_by_mass(fit_box(crop_to_ink(ink)))
+    work = shrink(image)
+    pixels = picture_pixels(work)
+    flat = flatten_background(picture_ink(pixels))
+    box = small_ink_box(ink_map(pixels))
+    if box is not None:
+        source = full_size() if full_size is not None else image
+        crop = source.crop(scaled_box(box, work.size, source.size))
+        flat = flatten_background(picture_ink(picture_pixels(shrink(crop))))
+    ink = stretch(remove_ruling(flat))
+    return center_by_mass(fit_box(thin_thick_strokes(crop_to_ink(ink))))
+
+
+def picture_ink(pixels: np.ndarray) -> np.ndarray:
+    """The ink map of a picture with its glare taken off, of the ink's own polarity."""
+    pixels = remove_glare(pixels)
+    return ink_of_its_polarity(pixels, ink_map(pixels))
+
+
+DETAIL = 15  # px at the working size: writing finer than this is detail, lighting is not
+SMALL = 0.2  # a digit whose detail spans less of the picture's longer side than this is small
+
+
+Box = tuple[int, int, int, int]  # (left, top, right, bottom), Pillow's order
+
+
+def small_ink_box(ink: np.ndarray) -> Box | None:
+    """Where the writing is when it is a small digit in a large frame (a whole page photographed
+    for one digit), with room around it; None otherwise.
+
+    Shrunk to the working size such a digit is a few pixels of faint strokes, under the
+    contrast stretch's percentiles and beside the page's shadows. It is found as the fine
+    detail (a top-hat: the ink less its opening, which keeps lighting and shadows out) that
+    gathers in one small place, away from any wide stroke (the thin tail of a bold digit is no
+    small digit)."""
+    wide = max_filter(min_filter(ink, DETAIL), DETAIL)
+    detail = ink - wide
+    peak = float(detail.max())
+    if peak < 0.05:
+        return None
+    rows = np.flatnonzero(detail.max(axis=1) > 0.4 * peak)
+    cols = np.flatnonzero(detail.max(axis=0) > 0.4 * peak)
+    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    if extent > SMALL * max(ink.shape):
+        return None
+    pad = extent + 8
+    top, bottom = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, ink.shape[0])
+    left, right = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, ink.shape[1])
+    faint = detail > 0.25 * peak
+    if faint[top:bottom, left:right].sum() < 0.7 * faint.sum():
+        return None  # detail elsewhere too: writing larger than this spot
+    if float(np.ptp(wide[top:bottom, left:right])) > 0.75 * peak:
+        return None  # the thin end of a wide stroke, not a small digit
+    return int(left), int(top), int(right), int(bottom)
+
+
+def scaled_box(box: Box, size: tuple[int, int], to: tuple[int, int]) -> Box:
+    """`box` in a picture of `size` as the same region of the picture at size `to`."""
+    sx, sy = to[0] / size[0], to[1] / size[1]
+    left, top, right, bottom = box
+    return (
+        int(left * sx),
+        int(top * sy),
+        min(to[0], round(right * sx)),
+        min(to[1], round(bottom * sy)),
+    )
 
 
 def model_sized_digit(image: Image.Image) -> np.ndarray:

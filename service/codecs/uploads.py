@@ -232,7 +232,7 @@ class ImagePreparer:
     def prepare_one(self, upload: Upload, with_png: bool) -> PreparedImage:
         limit = min(self.max_pixels, self.max_request_pixels)
         try:
-            digit = images.preprocess_digit(images.decode(upload.data, limit))
+            digit = images.digit_from_upload(upload.data, limit)
         except images.ImageError as error:
             raise as_input_error(error, upload) from None
         except Exception as error:  # whatever else a hostile file makes a decoder raise

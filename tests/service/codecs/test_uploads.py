@@ -345,8 +345,8 @@ def test_a_decoder_surprise_is_a_400_naming_the_file(monkeypatch: pytest.MonkeyP
 def test_a_row_with_non_finite_values_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     preprocess = uploads.images.preprocess_digit
 
-    def one_nan(image: Image.Image) -> np.ndarray:
-        digit = preprocess(image)
+    def one_nan(image: Image.Image, *full_size: object) -> np.ndarray:
+        digit = preprocess(image, *full_size)  # type: ignore[arg-type]
         digit[0, 0] = np.nan
         return digit
 
