@@ -221,6 +221,12 @@ def test_a_card_that_cannot_be_read_says_why(iris: Path) -> None:
     card.write_text("{}")
     with pytest.raises(LoadError, match=r"^card\.json is invalid: Field required$"):
         read_card(iris)
+    one_error = json.loads((MODELS_DIR / "iris" / "2" / CARD_FILE).read_text()) | {"version": 0}
+    card.write_text(json.dumps(one_error))
+    with pytest.raises(
+        LoadError, match=r"^card\.json is invalid: Input should be greater than or equal to 1$"
+    ):
+        read_card(iris)
     card.unlink()
     with pytest.raises(LoadError, match=r"^card\.json is missing$"):
         read_card(iris)

@@ -239,6 +239,21 @@ def test_the_trusted_list_applies_to_a_card_less_model(tmp_path: Path) -> None:
     serve(tmp_path / "models", scenario, trusted_hashes=trusted)
 
 
+def test_a_refusal_by_the_trusted_list_names_the_file_config_pbtxt_names(tmp_path: Path) -> None:
+    config = CONFIG + 'default_model_filename: "net.pt"\n'
+    write_triton_model(tmp_path / "models" / "pets", config=config, file_name="net.pt")
+    trusted = tmp_path / "trusted.txt"
+    trusted.write_text(f"{'0' * 64}\n")
+    digest = sha256_of(tmp_path / "models" / "pets" / "1" / "net.pt")
+
+    async def scenario(registry: ModelRegistry) -> None:
+        assert registry.entry("pets").failed == {
+            1: f"sha256 of net.pt ({digest}) is not in the trusted list (SERVE_TRUSTED_HASHES)"
+        }
+
+    serve(tmp_path / "models", scenario, trusted_hashes=trusted)
+
+
 def test_a_reload_keeps_an_unchanged_card_less_version_and_reloads_a_changed_one(
     tmp_path: Path,
 ) -> None:
