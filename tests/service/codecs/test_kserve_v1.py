@@ -292,3 +292,12 @@ def test_the_regressor_answer_is_one_value_per_row() -> None:
         "model_version": "1",
         "predictions": [{"value": 1.5}, {"value": -2.0}],
     }
+
+
+def test_a_model_of_several_values_answers_them_all_per_row() -> None:
+    """A card-less Triton model without labels may declare several outputs: each row's values."""
+    wide = REGRESSION.model_copy(
+        update={"output": REGRESSION.output.model_copy(update={"shape": [-1, 2]})}
+    )
+    answer = kserve_v1.encode_answer(wide, np.array([[1.5, 0.5], [-2.0, 4.0]], np.float32))
+    assert json.loads(answer.body)["predictions"] == [{"value": [1.5, 0.5]}, {"value": [-2.0, 4.0]}]
