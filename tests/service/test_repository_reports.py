@@ -31,22 +31,25 @@ def root(tmp_path: Path) -> Path:
     return copy_bundled(tmp_path / "models", "iris")
 
 
+class LogLines:
+    """The registry's log lines as they have arrived so far: (level, message, JSON fields)."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for record in self.caplog.records:
+            if record.name == LOGGER:
+                yield record.levelname, record.getMessage(), getattr(record, "fields", None)
+
+    def messages(self) -> list[str]:
+        return [message for _, message, _ in self]
+
+
 @pytest.fixture
-def lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict | None]]:
-    """The registry's log lines as they arrive: (level, message, JSON fields)."""
+def lines(caplog: pytest.LogCaptureFixture) -> LogLines:
     caplog.set_level(logging.INFO, logger=LOGGER)
-
-    class Lines(list):
-        def __iter__(self):  # read afresh each time
-            records = [r for r in caplog.records if r.name == LOGGER]
-            return iter(
-                [(r.levelname, r.getMessage(), getattr(r, "fields", None)) for r in records]
-            )
-
-        def messages(self) -> list[str]:
-            return [message for _, message, _ in self]
-
-    return Lines()
+    return LogLines(caplog)
 
 
 def test_start_logs_each_version_and_the_repository_with_their_fields(root: Path, lines) -> None:
