@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         100_000_000, ge=1, description="declared pixels of all a request's uploads before 413"
     )
     image_workers: int = Field(2, ge=1, description="threads decoding and preprocessing uploads")
+    not_a_digit_below: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="an image prediction whose digit_score (its top probability) is below "
+        "this is flagged not_a_digit (README, Digit images: calibration)",
+    )
     api_key: SecretStr | None = Field(
         None, description="require this key on /v1/models*, /v2/models* and /v2/repository*"
     )

@@ -17,6 +17,9 @@ import torch
 IRIS_CLASSES = ("setosa", "versicolor", "virginica")
 IRIS_FEATURES = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
 DATA_DIR_ENV = "MLP_SERVE_DATA_DIR"
+# The label of a training row that belongs to no class (a picture of no digit): the fit teaches
+# an even spread over the classes for it (training/synthetic.py).
+NO_CLASS = -1
 
 
 class DatasetMissing(Exception):
@@ -25,7 +28,8 @@ class DatasetMissing(Exception):
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs `x` (N, features) in raw units and targets `y` (class indices or values)."""
+    """Inputs `x` (N, features) in raw units and targets `y` (class indices or values; in a
+    training split, NO_CLASS for a row of no class)."""
 
     x: torch.Tensor
     y: torch.Tensor

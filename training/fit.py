@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.data import Split, Splits
+from training.data import NO_CLASS, Split, Splits
 from training.nets import Rescale, ServingModel
 from training.tasks import Hyperparameters, TaskSpec
 
@@ -77,6 +77,8 @@ def fit(
         optimizer, max_lr=params.lr, total_steps=params.epochs * steps_per_epoch
     )
     criterion = loss_function(task)
+    if task.kind == "classification" and bool((splits.train.y == NO_CLASS).any()):
+        criterion = SpreadOverClasses(task.out_features)
     history = History(metric=task.metric)
     best_loss, best_state = math.inf, None
     for epoch in range(1, params.epochs + 1):
@@ -134,6 +136,20 @@ def _train_epoch(
         schedule.step()
         total += loss.detach() * len(batch)
     return total.item() / len(train)  # one device sync per epoch
+
+
+class SpreadOverClasses(nn.Module):
+    """Cross-entropy where a row labelled NO_CLASS targets the even spread over the classes
+    (outlier exposure): the model learns to say "none of these" with a flat answer."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        spread = torch.full_like(logits, 1 / self.classes)
+        one_hot = nn.functional.one_hot(y.clamp_min(0), self.classes).to(logits.dtype)
+        return nn.functional.cross_entropy(logits, torch.where(y[:, None] < 0, spread, one_hot))
 
 
 def training_targets(model: ServingModel, y: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,12 @@ class RunOptions:
     # on. Tasks without an augmentation recipe ignore it.
     augment: bool = False
 
+    def training_split(self, task: TaskSpec, train: Split) -> Split:
+        """The rows this run trains on: the task's, and its upload-like rows when augmenting."""
+        if self.augment and task.upload_like is not None:
+            return task.upload_like(train, self.seed)
+        return train
+
     def augmentation(self, task: TaskSpec) -> Augmentation | None:
         """What this run does to the task's training batches: nothing, or its recipe."""
         return task.augmentation if self.augment else None
@@ -118,6 +124,7 @@ def train_task(
     torch.manual_seed(options.seed)
     source = DataSource(options.data_dir, options.seed, options.download)
     splits = task.load(source)
+    splits = replace(splits, train=options.training_split(task, splits.train))
     params = options.hyperparameters(task)
     augmentation = options.augmentation(task)
     if augmentation is not None:  # the card's dataset description says how

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from modelrepo.card import ImageSpec
-from training import data
+from training import data, synthetic
 from training.augment import Augmentation
 
 Kind = Literal["classification", "regression"]
@@ -74,6 +74,8 @@ class TaskSpec:
     # the epochs such a run defaults to: augmented batches take longer to fit.
     augmentation: Augmentation | None = None
     augmented_epochs: int | None = None
+    # Rows added to the training split when a run augments (seed -> new split).
+    upload_like: Callable[[data.Split, int], data.Split] | None = None
     max_batch_size: int = 1024
     # Measured (README, Performance): any wait costs single-client latency and buys nothing
     # under concurrency, where batches form while the worker runs. Triton's default is 0 too.
@@ -107,7 +109,9 @@ MNIST = TaskSpec(
     # fit; with them the model scores better on rendered uploads (bench/uploads.py), on test
     # digits uploaded as PNGs and on the raw test set (README, Training).
     augmentation=Augmentation(),
-    augmented_epochs=20,
+    augmented_epochs=12,
+    # Printed and pen digits, and pictures of no digit, drawn here (training/synthetic.py).
+    upload_like=synthetic.with_upload_like_rows,
     class_names=tuple(str(digit) for digit in range(10)),
     image=ImageSpec(height=28, width=28),
     input_description=(

@@ -27,8 +27,6 @@ from bench.uploads import (
     to_image,
 )
 from bench.wild import Rng, Split, choose
-from bench.wild.glyphs import pick_font, text_mask
-from bench.wild.strokes import TEMPLATES, distort, draw_path, pen_digit
 from bench.wild.surfaces import (
     Size,
     coordinates,
@@ -41,6 +39,9 @@ from bench.wild.surfaces import (
     whiteboard,
     with_glare,
 )
+from training.fonts import pick_font, text_mask
+from training.handwriting import TEMPLATES, distort, draw_path, pen_digit
+from training.synthetic import LETTERS, SYMBOLS  # digit-like letters left out
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,6 @@ def render_small_in_large(label: int | None, split: Split, rng: Rng) -> Drawing:
 
 # --- not digits ---------------------------------------------------------------------------------
 
-# Letters that are digits in many hands or fonts (O and 0, l and 1, S and 5, B and 8, g and 9,
-# ...) are left out: no one could say which was meant.
-LETTERS = "ABCEFHKLMNPRTUVWXYacdefhkmnprtuvwxy"
-SYMBOLS = "+-=%#@&?!*$<>~^/()[]{}" + "×÷€✓★♥→§¶©±√∞≈≠π"  # noqa: RUF001
 WORDS = (
     "cat", "dog", "Hello", "STOP", "yes", "no", "Name", "Total", "the", "and", "ok", "Hi",
     "data", "page", "note", "box", "sun", "tree", "fish", "milk", "EXIT", "open", "jazz",

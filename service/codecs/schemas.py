@@ -95,12 +95,17 @@ V1PredictResponse = V1ClassResponse | V1ValueResponse
 
 
 class ImagePrediction(Struct, omit_defaults=True, kw_only=True):
-    """One uploaded image's answer; `input_png` (base64 PNG) is the 28x28 the model saw."""
+    """One uploaded image's answer; `input_png` (base64 PNG) is the 28x28 the model saw.
+    `digit_score` is the top probability: a model trained on pictures of no digit spreads its
+    probabilities over the classes for them, so a low score says the picture holds none;
+    `not_a_digit` is that score below the server's threshold (the answer is still given)."""
 
     filename: str | None
     label: int
     class_name: str | None
     probabilities: list[float]
+    digit_score: float
+    not_a_digit: bool
     input_png: str | None = None
 
 

@@ -31,7 +31,7 @@ from service.codecs import images
 from service.codecs.answer import Answer, json_answer
 from service.codecs.decoding import client_errors
 from service.codecs.kserve_v1 import class_predictions
-from service.codecs.schemas import ImagePrediction, V1ImageResponse
+from service.codecs.schemas import ClassPrediction, ImagePrediction, V1ImageResponse
 from service.errors import (
     InvalidInput,
     MalformedRequest,
@@ -275,19 +275,33 @@ def stack_rows(prepared: list[PreparedImage]) -> np.ndarray:
 
 
 def encode_answer(
-    card: ModelSpec, uploads: list[Upload], prepared: list[PreparedImage], outputs: np.ndarray
+    card: ModelSpec,
+    uploads: list[Upload],
+    prepared: list[PreparedImage],
+    outputs: np.ndarray,
+    not_a_digit_below: float,
 ) -> Answer:
-    """One prediction per upload, in upload order, named by its file."""
+    """One prediction per upload, in upload order, named by its file, each flagged
+    `not_a_digit` when its top probability is below `not_a_digit_below`."""
     predictions = [
-        ImagePrediction(
-            filename=upload.filename,
-            label=prediction.label,
-            class_name=prediction.class_name,
-            probabilities=prediction.probabilities,
-            input_png=image.input_png,
-        )
+        image_prediction(upload, image, prediction, not_a_digit_below)
         for upload, image, prediction in zip(
             uploads, prepared, class_predictions(card, outputs), strict=True
         )
     ]
     return json_answer(V1ImageResponse(card.name, str(card.version), predictions))
+
+
+def image_prediction(
+    upload: Upload, image: PreparedImage, prediction: ClassPrediction, not_a_digit_below: float
+) -> ImagePrediction:
+    score = prediction.probabilities[prediction.label]
+    return ImagePrediction(
+        filename=upload.filename,
+        label=prediction.label,
+        class_name=prediction.class_name,
+        probabilities=prediction.probabilities,
+        digit_score=score,
+        not_a_digit=score < not_a_digit_below,
+        input_png=image.input_png,
+    )

@@ -200,11 +200,16 @@ function showPrediction(answer, filename) {
   const [prediction] = answer.predictions;
   const probabilities = prediction.probabilities;
   const confidence = probabilities[prediction.label];
-  $("prediction").textContent = prediction.class_name ?? String(prediction.label);
+  const digit = prediction.class_name ?? String(prediction.label);
+  // Flagged: the server's threshold on digit_score says the picture holds no digit.
+  $("prediction").textContent = prediction.not_a_digit ? "not a digit" : digit;
+  $("prediction").classList.toggle("not-a-digit", prediction.not_a_digit === true);
   showBars(probabilities, prediction.label);
   showModelInput(prediction.input_png);
+  const guess = prediction.not_a_digit ? `at most a ${digit}, ` : "";
   showStatus(
-    `${percent(confidence)} sure · ${answer.model_name} v${answer.model_version} · ${filename}`,
+    `${guess}${percent(confidence)} sure · ${answer.model_name} v${answer.model_version} · ` +
+      filename,
   );
 }
 
@@ -215,6 +220,7 @@ function showError(message) {
 
 function resetResult() {
   $("prediction").textContent = "";
+  $("prediction").classList.remove("not-a-digit");
   showBars(new Array(CLASSES).fill(0), -1);
   showModelInput(null);
 }

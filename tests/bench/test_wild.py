@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from bench.harness import RUNS
-from bench.wild import SPLITS, Split, glyphs, kinds, score, sets, strokes
+from bench.wild import SPLITS, Split, kinds, score, sets
 from bench.wild import __main__ as cli
 from tests.conftest import ROOT
+from training import fonts as glyphs
+from training import handwriting as strokes
 
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
 MNIST_V3 = ROOT / "models" / "mnist" / "3"

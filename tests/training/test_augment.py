@@ -90,21 +90,39 @@ def test_mnist_digits_are_already_in_that_frame(digits: torch.Tensor) -> None:
     assert augment.centre_of_mass(x).mean(dim=0).tolist() == pytest.approx([14.0, 14.0], abs=0.3)
 
 
-def test_dilate_and_erode_are_3x3_max_and_min_filters() -> None:
+def test_blur3_is_the_binomial_filter_with_zeros_outside() -> None:
     x = torch.rand(4, 1, 28, 28, generator=generator())
-    assert torch.equal(augment.dilate(x), F.max_pool2d(x, 3, stride=1, padding=1))
-    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
-    assert torch.equal(augment.erode(x)[inner], -F.max_pool2d(-x, 3, stride=1))
+    kernel = torch.tensor([1.0, 2.0, 1.0]) / 4
+    expected = F.conv2d(x, torch.outer(kernel, kernel)[None, None], padding=1)
+    assert torch.allclose(augment.blur3(x), expected, atol=1e-6)
 
 
-def test_restroke_thickens_or_thins_within_the_filters(digits: torch.Tensor) -> None:
+def ink_area(x: torch.Tensor) -> float:
+    return (x > 0.5).float().sum().item()
+
+
+def test_restroke_widens_with_a_low_threshold_and_thins_with_a_high_one(
+    digits: torch.Tensor,
+) -> None:
     x = as_images(digits)
-    thick = augment.restroke(x, generator(), thicken=1.0, thin=0.0)
-    thin = augment.restroke(x, generator(), thicken=0.0, thin=1.0)
-    assert (thick >= x).all()
-    assert (thick <= augment.dilate(x) + 1e-6).all()
-    assert (thin <= x).all()
-    assert (thin >= augment.erode(x) - 1e-6).all()
+    thick = augment.restroke(x, generator(), pen=(0.0, 0.05))
+    thin = augment.restroke(x, generator(), pen=(0.6, 0.65))
+    assert ink_area(thick) > 1.15 * ink_area(x) > 1.15 * 1.15 * ink_area(thin)
+    assert thick.min() >= 0.0
+    assert thick.max() == 1.0  # the contrast stretch saturates strokes, as the service's
+
+
+def test_warp_turns_slants_and_narrows_the_digit_before_fitting_it(digits: torch.Tensor) -> None:
+    """A tall bar, slanted, comes out leaning; narrowed, thinner; either way refitted."""
+    bar = torch.zeros(1, 1, 28, 28)
+    bar[0, 0, 4:24, 12:16] = 1.0
+    upright = Augmentation(rotation_deg=0, slant=0, aspect=(1, 1), scale=(1, 1), shift_px=0)
+    leaning = Augmentation(rotation_deg=0, slant=0.3, aspect=(1, 1), scale=(1, 1), shift_px=0)
+    straight, slanted = upright.warp(bar, generator()), leaning.warp(bar, generator())
+    assert augment.ink_extent(straight).item() == pytest.approx(20, abs=1)
+    tops, bottoms = slanted[0, 0, 5].argmax().item(), slanted[0, 0, 22].argmax().item()
+    assert abs(tops - bottoms) >= 2  # the top and the bottom of the bar no longer line up
+    assert straight[0, 0, 5].argmax().item() == straight[0, 0, 22].argmax().item()
 
 
 def test_run_options_turn_the_recipe_and_its_epochs_on() -> None:

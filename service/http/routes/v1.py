@@ -156,7 +156,7 @@ async def predict_images(request: Request, server: Services, model: LoadedModel)
         prepared = await server.images.prepare(files, with_png, settings.request_timeout_s)
         remaining = max(deadline - loop.time(), MIN_REMAINING_S)
         outputs = await model.infer(uploads.stack_rows(prepared), remaining)
-    return uploads.encode_answer(model.card, files, prepared, outputs)
+    return uploads.encode_answer(model.card, files, prepared, outputs, settings.not_a_digit_below)
 
 
 def model_status(entry: ModelEntry) -> V1ModelStatus:

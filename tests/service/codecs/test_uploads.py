@@ -461,7 +461,7 @@ def test_the_answer_names_each_prediction_by_its_file() -> None:
     ]
     outputs = np.zeros((2, 10), np.float32)
     outputs[0, 7], outputs[1, 2] = 0.9, 0.8
-    answer = json.loads(uploads.encode_answer(MNIST, files, prepared, outputs).body)
+    answer = json.loads(uploads.encode_answer(MNIST, files, prepared, outputs, 0.85).body)
     assert answer["model_name"] == "mnist"
     assert answer["model_version"] == "1"
     first, second = answer["predictions"]
@@ -471,5 +471,22 @@ def test_the_answer_names_each_prediction_by_its_file() -> None:
     assert second["filename"] is None
     assert (second["label"], second["class_name"]) == (2, "2")
     assert "input_png" not in second
+    assert (first["digit_score"], first["not_a_digit"]) == (pytest.approx(0.9), False)
+    assert (second["digit_score"], second["not_a_digit"]) == (pytest.approx(0.8), True)
     with pytest.raises(ValueError, match="zip"):
-        uploads.encode_answer(MNIST, files[:1], prepared, outputs)
+        uploads.encode_answer(MNIST, files[:1], prepared, outputs, 0.85)
+
+
+@pytest.mark.parametrize(("below", "flagged"), [(0.5, False), (0.5000001, True), (0.0, False)])
+def test_a_prediction_is_flagged_when_its_top_probability_is_below_the_threshold(
+    below: float, flagged: bool
+) -> None:
+    outputs = np.zeros((1, 10), np.float32)
+    outputs[0, 3], outputs[0, 4] = 0.5, 0.5
+    prepared = [uploads.PreparedImage(np.zeros(784, np.float32), None)]
+    answer = json.loads(
+        uploads.encode_answer(MNIST, [Upload("x.png", b"")], prepared, outputs, below).body
+    )
+    (prediction,) = answer["predictions"]
+    assert prediction["digit_score"] == 0.5
+    assert prediction["not_a_digit"] is flagged

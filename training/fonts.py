@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.wild import Rng, Split, choose
+from training.sources import Rng, Split, choose
 
 TUNE_FONTS = (
     "DejaVuSans",
@@ -59,13 +59,22 @@ def font(name: str, points: int) -> ImageFont.FreeTypeFont:
 
 
 def text_mask(
-    text: str, name: str, height: float, rng: Rng, *, bold_px: float = 0.0, tilt: float = 4.0
+    text: str,
+    name: str,
+    height: float | None,
+    rng: Rng,
+    *,
+    bold_px: float = 0.0,
+    tilt: float = 4.0,
+    points: int = 100,
 ) -> Image.Image:
     """`text` in font `name`, its ink `height` px tall, thickened by `bold_px` (a heavier weight
-    or a felt pen), turned up to `tilt` degrees: white ink on black (L), cropped to the ink."""
-    probe = font(name, 100)
-    left, top, right, bottom = probe.getbbox(text)
-    points = max(4, round(100 * height / max(bottom - top, 1)))
+    or a felt pen), turned up to `tilt` degrees: white ink on black (L), cropped to the ink.
+    With no `height`, the text is drawn at `points` (one font object per size is cached:
+    loading one costs more than drawing)."""
+    if height is not None:
+        left, top, right, bottom = font(name, 100).getbbox(text)
+        points = max(4, round(100 * height / max(bottom - top, 1)))
     face = font(name, points)
     left, top, right, bottom = face.getbbox(text)
     stroke = max(0, round(bold_px))

@@ -1,10 +1,11 @@
 """Handwriting-like pen strokes: digit shapes as paths through control points, drawn with jitter,
 slant and a width that follows the pen's speed.
 
-A template (in templates.json) is a digit as someone writes it: one or more strokes, each a list
-of (x, y) points in a unit box (y down), joined by a Catmull-Rom spline; a point given twice is a
-corner. Every digit has three templates for the tuning set and two others, written differently,
-for the test set, so a method tuned on one set meets shapes it has not seen.
+A template (in datasets/pen_templates.json) is a digit as someone writes it: one or more
+strokes, each a list of (x, y) points in a unit box (y down), joined by a Catmull-Rom spline;
+a point given twice is a corner. Every digit has three templates for the tuning set and two
+others, written differently, for the test set, so a method tuned on one set meets shapes it
+has not seen.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench.wild import SPLITS, Rng, Split
+from training.sources import SPLITS, Rng, Split
 
 Point = tuple[float, float]
 Stroke = Sequence[Point]
@@ -37,7 +38,7 @@ def load_templates(path: Path) -> dict[Split, dict[int, list[Template]]]:
     }
 
 
-TEMPLATES = load_templates(Path(__file__).with_name("templates.json"))
+TEMPLATES = load_templates(Path(__file__).with_name("datasets") / "pen_templates.json")
 TUNE_TEMPLATES, TEST_TEMPLATES = TEMPLATES["tune"], TEMPLATES["test"]
 
 
