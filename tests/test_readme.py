@@ -344,6 +344,13 @@ def test_service_flags_listed_exist() -> None:
     assert set(listed) <= set(re.findall(r"--[a-z][a-z-]*", help_of("service.__main__")))
 
 
+def test_every_setting_is_in_the_configuration_table() -> None:
+    from service.settings import Settings
+
+    listed = set(re.findall(r"^\| `(SERVE_[A-Z0-9_]+)` \|", README, re.MULTILINE))
+    assert listed == {f"SERVE_{name.upper()}" for name in Settings.model_fields}
+
+
 def test_training_times_are_the_ones_the_cards_record() -> None:
     stated = re.findall(r"([\d.]+) s for (\w+)(?: v(\d+))?", paragraph_with("Each card records"))
     assert len(stated) == 5

@@ -28,7 +28,7 @@ BANK = 512  # grain and noise patterns drawn once; each row takes one, chosen pe
 class Augmentation:
     """How far each change goes; a share `keep` of every batch is left as MNIST has it."""
 
-    keep: float = 0.4
+    keep: float = 0.5
     rotation_deg: float = 12.0
     slant: float = 0.3  # shear: x moves by up to this share of the height from the centre
     aspect: tuple[float, float] = (0.8, 1.15)  # width scale, before the fit

@@ -144,14 +144,51 @@ def scribble(rng: Rng) -> np.ndarray:
     return pen_drawn(strokes, rng)
 
 
+def shape(rng: Rng) -> np.ndarray:
+    """A hand-drawn closed polygon, a zigzag or a spiral (the test set draws other shapes)."""
+    style = int(rng.integers(3))
+    if style == 0:
+        corners = int(rng.integers(3, 7))
+        angles = np.linspace(0, 2 * np.pi, corners, endpoint=False) + rng.uniform(0, 6.3)
+        angles += rng.normal(0, 0.25, corners)  # irregular, never a sliver
+        points = np.column_stack([np.cos(angles), np.sin(angles)]) * rng.uniform(0.35, 0.5, (1, 2))
+        path = np.repeat(np.vstack([points, points[:1]]), 2, axis=0)  # corners, not curves
+    elif style == 1:
+        count = int(rng.integers(4, 9))
+        path = np.column_stack(
+            [np.linspace(-0.5, 0.5, count), np.where(np.arange(count) % 2, 0.2, -0.2)]
+        )
+        path = np.repeat(path, 2, axis=0)
+    else:
+        t = np.linspace(0, rng.uniform(2, 4) * 2 * np.pi, 60)
+        path = np.column_stack([np.cos(t), np.sin(t)]) * (t / t[-1] * 0.5)[:, None]
+    return pen_drawn([path + rng.normal(0, 0.01, path.shape)], rng)
+
+
+def line(rng: Rng) -> np.ndarray:
+    """A line within 30 degrees of horizontal, now and then with a second one: the ruling,
+    a table edge or a crease left in a picture (near-vertical lines would be ones)."""
+    strokes = []
+    for _ in range(int(rng.integers(1, 3))):
+        angle = rng.uniform(-np.pi / 6, np.pi / 6)
+        centre = np.array([0.0, rng.uniform(-0.3, 0.3)])
+        direction = np.array([np.cos(angle), np.sin(angle)]) * 0.5
+        strokes.append(np.array([centre - direction, centre + direction]))
+    return pen_drawn(strokes, rng)
+
+
 NON_DIGITS: tuple[Callable[[Rng], np.ndarray], ...] = (
     letter,
     letter,
+    letter,
+    symbol,
     symbol,
     random_word,
     printed_number,
     pen_number,
     scribble,
+    shape,
+    line,
 )
 
 
@@ -214,9 +251,9 @@ DIGIT_REPEATS = 8  # each drawn digit is in the training split this many times, 
 
 def with_upload_like_rows(train: Split, seed: int) -> Split:
     """MNIST's training split and the rows drawn here: printed and pen digits (about 7% as
-    many as MNIST's), and non-digits labelled NO_CLASS (about 5%)."""
+    many as MNIST's), and non-digits labelled NO_CLASS (about 8%)."""
     digits, labels = digit_rows(seed)
-    others = non_digit_rows(seed, train.x, drawn=900)
+    others = non_digit_rows(seed, train.x, drawn=1_400)
     x = torch.cat([train.x, digits.repeat(DIGIT_REPEATS, 1), others])
     y = torch.cat([train.y, labels.repeat(DIGIT_REPEATS), torch.full((len(others),), NO_CLASS)])
     return Split(x, y)

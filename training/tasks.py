@@ -109,7 +109,7 @@ MNIST = TaskSpec(
     # fit; with them the model scores better on rendered uploads (bench/uploads.py), on test
     # digits uploaded as PNGs and on the raw test set (README, Training).
     augmentation=Augmentation(),
-    augmented_epochs=12,
+    augmented_epochs=18,
     # Printed and pen digits, and pictures of no digit, drawn here (training/synthetic.py).
     upload_like=synthetic.with_upload_like_rows,
     class_names=tuple(str(digit) for digit in range(10)),

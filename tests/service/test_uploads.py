@@ -8,14 +8,16 @@ import json
 import struct
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.conftest import ROOT
-from tests.service.conftest import UPLOAD_TYPES
+from tests.service.conftest import UPLOAD_TYPES, start_server, wait_ready
+from training.fonts import font_dir
 
 UPLOADS = ROOT / "tests" / "fixtures" / "uploads"
 MANIFEST: list[dict] = json.loads((UPLOADS / "manifest.json").read_text())
@@ -235,6 +237,45 @@ def test_accuracy_on_the_committed_uploads_through_http(http: httpx.Client) -> N
             correct[style] += prediction["label"] == entry["label"]
     assert sum(correct.values()) / len(MANIFEST) >= 0.95, correct
     assert min(correct.values()) >= 27, correct  # >= 90% on every style
+
+
+def printed_on_paper(text: str) -> bytes:
+    """`text` in dark ink on white, as a phone might photograph a page (JPEG)."""
+    image = Image.new("L", (420, 220), 235)
+    font = ImageFont.truetype(str(font_dir() / "DejaVuSerif.ttf"), 110)
+    ImageDraw.Draw(image).text((30, 40), text, fill=40, font=font)
+    return encode(image.convert("RGB"), "JPEG")
+
+
+def test_pictures_of_no_digit_are_flagged_and_still_answered(http: httpx.Client) -> None:
+    """A word and a number of four digits are flagged; the committed digits are not; each
+    answer keeps its probabilities and its digit_score is its top probability."""
+    others = [("cat.jpg", printed_on_paper("cat"), "image/jpeg")]
+    others.append(("year.jpg", printed_on_paper("2024"), "image/jpeg"))
+    digits = [upload(entry["file"]) for entry in MANIFEST if entry["style"] == "scan"][:10]
+    response = post_files(http, others + digits)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    for prediction in predictions:
+        assert prediction["digit_score"] == max(prediction["probabilities"])
+        assert len(prediction["probabilities"]) == 10
+    assert [p["not_a_digit"] for p in predictions[:2]] == [True, True]
+    assert [p["not_a_digit"] for p in predictions[2:]] == [False] * 10
+
+
+def test_the_threshold_is_the_servers_setting(test_repo: Path, tmp_path: Path) -> None:
+    """With SERVE_NOT_A_DIGIT_BELOW=0 nothing is flagged: the word gets its digit unflagged."""
+    server = start_server(test_repo, tmp_path / "server.log", not_a_digit_below="0")
+    try:
+        with server.client() as client:
+            wait_ready(client)
+            response = post_files(client, [("cat.jpg", printed_on_paper("cat"), "image/jpeg")])
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["not_a_digit"] is False
+    assert prediction["digit_score"] < 0.6  # the default threshold would have flagged it
 
 
 def test_body_limit_applies_to_uploads(http: httpx.Client) -> None:
