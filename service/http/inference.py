@@ -91,7 +91,11 @@ def served_model(server: Services, name: str, version: str | None, endpoint: str
 async def infer_rows(
     request: Connection, model: LoadedModel, rows: np.ndarray, timeout_s: float
 ) -> np.ndarray:
-    """`model.infer`, abandoned (ClientDisconnected) if the client leaves."""
+    """`model.infer`, abandoned (ClientDisconnected) if the client leaves; a request that
+    runs at once on the event loop has no wait to abandon, and no watcher."""
+    outputs = model.infer_now(rows)
+    if outputs is not None:
+        return outputs
     with cancel_on_disconnect(request):
         return await model.infer(rows, timeout_s)
 
