@@ -178,8 +178,12 @@ def parser() -> argparse.ArgumentParser:
     return out
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
 if __name__ == "__main__":
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as uvicorn runs
-        runner.run(main(parser().parse_args()))
+        runner.run(main(parse_args()))
