@@ -160,7 +160,7 @@ class DynamicBatcher:
         """
         if self._closing:
             raise self._unavailable()
-        if alone and len(rows) <= self.inline_max_rows and not self._queue and not self._busy:
+        if self._runs_inline(rows, alone):
             return self._infer_inline(rows)
         if self.stats.queued_rows + len(rows) > self.max_queue_size:
             raise Overloaded(
@@ -191,6 +191,17 @@ class DynamicBatcher:
         if self.observer is not None:
             self.observer.request_served(batch_rows)
         return answer
+
+    def infer_now(self, rows: np.ndarray, alone: bool) -> np.ndarray | None:
+        """`infer`'s answer at once, for a request it would run on the event loop; None for
+        any other (await `infer`). A transport that watches for the client leaving needs no
+        watcher for an answer that never waits."""
+        if self._closing or not self._runs_inline(rows, alone):
+            return None
+        return self._infer_inline(rows)
+
+    def _runs_inline(self, rows: np.ndarray, alone: bool) -> bool:
+        return alone and len(rows) <= self.inline_max_rows and not self._queue and not self._busy
 
     def _infer_inline(self, rows: np.ndarray) -> np.ndarray:
         entry = _Pending(rows, None, 0.0)

@@ -108,6 +108,13 @@ class LoadedModel:
             raise ModelNotReady(f"model {self.name!r} version {self.version} is not serving")
         return await self.batcher.infer(rows, timeout_s, alone=REQUESTS.alone())
 
+    def infer_now(self, rows: np.ndarray) -> np.ndarray | None:
+        """The outputs of `rows` when they run at once on the event loop (a request alone on
+        an idle version: `DynamicBatcher.infer_now`); None when they must be awaited."""
+        if self.batcher is None:
+            return None
+        return self.batcher.infer_now(rows, REQUESTS.alone())
+
     def config(self) -> ModelConfig:
         """The configuration this version is served with, as Triton's ModelConfig: its
         tensors from the card, its batching as honoured (config.pbtxt, else the settings)."""

@@ -32,11 +32,29 @@ class JsonFormatter(logging.Formatter):
 
 def json_line(level: str, logger: str, message: str, created: float) -> dict[str, Any]:
     """The leading keys of every log line."""
-    return {"time": _timestamp(created), "level": level, "logger": logger, "message": message}
+    return {"time": timestamp(created), "level": level, "logger": logger, "message": message}
 
 
-def _timestamp(created: float) -> str:
-    return f"{_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+class Timestamps:
+    """ISO 8601 UTC to the millisecond, formatted once per millisecond: under load, several
+    request lines share each one, and formatting was a third of building the line."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = (-1, "")  # (milliseconds, text): one tuple, read and replaced whole
+
+    def __call__(self, created: float) -> str:
+        ms = int(created * 1000)
+        last = self.last
+        if last[0] == ms:
+            return last[1]
+        text = f"{_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+        self.last = (ms, text)
+        return text
+
+
+timestamp = Timestamps()
 
 
 @lru_cache(maxsize=4)
@@ -57,7 +75,7 @@ class BatchedLines:
         self._lines: list[bytes] = []
         atexit.register(self.flush)
 
-    def write(self, line: dict[str, Any]) -> None:
+    def write(self, line: dict[str, Any] | msgspec.Struct) -> None:
         self._lines.append(_encoder.encode(line))
         if len(self._lines) > 1:
             return  # a flush is already scheduled

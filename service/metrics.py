@@ -6,7 +6,9 @@ whichever worker answers. That mode cannot export per-process collectors: `proce
 memory, file descriptors) and `python_gc_*` / `python_info` are absent there.
 
 Label lookups are cached per (model, version): the hot path does a dict lookup, not
-prometheus-client's label validation.
+prometheus-client's label validation. Its updates go straight to each child's values
+(`Tally`, `Buckets`): prometheus-client's own `inc` and `observe` check every call and search
+the buckets one by one, about half of what a lone iris request spent on metrics.
 
 Metrics never stop inference: when their files cannot be written (a full disk under the
 multiprocess directory), updates stop, one error line says why, and requests are served on.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
@@ -123,16 +126,57 @@ def tolerant(update: Callable[P, None]) -> Callable[P, None]:
     return guarded
 
 
+class Tally:
+    """A counter child's value, incremented without prometheus-client's checks (the amounts
+    here are never negative and carry no exemplar)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, counter: Counter) -> None:
+        self.value = counter._value
+
+    def inc(self, amount: float = 1) -> None:
+        self.value.inc(amount)
+
+
+class Buckets:
+    """A histogram child's observe by bisection: the same values as `Histogram.observe` (the
+    first bucket whose upper bound is at least the amount; the last bound is +Inf)."""
+
+    __slots__ = ("bounds", "buckets", "sum")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.bounds = histogram._upper_bounds
+        self.buckets = histogram._buckets
+        self.sum = histogram._sum
+
+    def observe(self, amount: float) -> None:
+        self.sum.inc(amount)
+        self.buckets[bisect_left(self.bounds, amount)].inc(1)
+
+
+class Level:
+    """A gauge child's value, set without prometheus-client's checks (livesum mode)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.value = gauge._value
+
+    def set(self, level: float) -> None:
+        self.value.set(float(level))
+
+
 @dataclass(frozen=True)
 class VersionMetrics:
     """The metric children of one model version, resolved once."""
 
-    rows: Counter
-    batches: Counter
-    queue_duration: Histogram
-    compute_duration: Histogram
-    batch_size: Histogram
-    queue_depth: Gauge
+    rows: Tally
+    batches: Tally
+    queue_duration: Buckets
+    compute_duration: Buckets
+    batch_size: Buckets
+    queue_depth: Level
 
     @tolerant
     def batch_done(self, rows: int, compute_s: float, waits_s: list[float]) -> None:
@@ -179,12 +223,12 @@ def for_version(model: str, version: int) -> VersionMetrics | UncountedVersion:
 def version_metrics(model: str, version: int) -> VersionMetrics:
     labels = (model, str(version))
     return VersionMetrics(
-        ROWS.labels(*labels),
-        BATCHES.labels(*labels),
-        QUEUE_DURATION.labels(*labels),
-        COMPUTE_DURATION.labels(*labels),
-        BATCH_SIZE.labels(*labels),
-        QUEUE_DEPTH.labels(*labels),
+        Tally(ROWS.labels(*labels)),
+        Tally(BATCHES.labels(*labels)),
+        Buckets(QUEUE_DURATION.labels(*labels)),
+        Buckets(COMPUTE_DURATION.labels(*labels)),
+        Buckets(BATCH_SIZE.labels(*labels)),
+        Level(QUEUE_DEPTH.labels(*labels)),
     )
 
 
@@ -198,13 +242,13 @@ class EndpointMetrics:
     """The request metrics of one (model, version, endpoint), resolved once."""
 
     labels: tuple[str, str, str]  # model, version, endpoint
-    duration: Histogram
-    requests: dict[int, Counter]  # by HTTP status, filled as statuses occur
+    duration: Buckets
+    requests: dict[int, Tally]  # by HTTP status, filled as statuses occur
 
     def done(self, status: int, duration_s: float) -> None:
         counter = self.requests.get(status)
         if counter is None:
-            counter = self.requests[status] = REQUESTS.labels(*self.labels, str(status))
+            counter = self.requests[status] = Tally(REQUESTS.labels(*self.labels, str(status)))
         counter.inc()
         self.duration.observe(duration_s)
 
@@ -212,7 +256,7 @@ class EndpointMetrics:
 @cache
 def for_endpoint(model: str, version: int, endpoint: str) -> EndpointMetrics:
     labels = (model, str(version), endpoint)
-    return EndpointMetrics(labels, REQUEST_DURATION.labels(*labels), {})
+    return EndpointMetrics(labels, Buckets(REQUEST_DURATION.labels(*labels)), {})
 
 
 @tolerant

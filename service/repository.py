@@ -466,9 +466,10 @@ class ModelRegistry:
         """The requested version (default: the highest loaded one), ready to serve."""
         entry = self.entry(name)
         if version is None:
-            if entry.default_version is None:
+            default = entry.default_version
+            if default is None:
                 raise ModelNotReady(f"model {name!r} is not ready: {entry.reason()}")
-            return entry.loaded[entry.default_version]
+            return entry.loaded[default]
         if not (version.isascii() and version.isdigit()) or int(version) not in entry.versions:
             listed = ", ".join(str(v) for v in entry.versions)
             raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {listed}")

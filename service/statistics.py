@@ -54,16 +54,23 @@ class VersionStatistics:
         require equal counts) with no time of their own.
         """
         requests = len(waits_s)
+        compute_ns = round(compute_s * 1e9)
+        queue_ns = sum(round(wait * 1e9) for wait in waits_s)
         with self.lock:
             self.inference_count += rows
             self.execution_count += 1
+            phases = self.phases
             for phase in BATCH_PHASES:
-                self.phases[phase].add(compute_s if phase == "compute_infer" else 0.0, requests)
-            for wait in waits_s:
-                self.phases["queue"].add(wait)
-            batch = self.batches.setdefault(rows, {p: Duration() for p in BATCH_PHASES})
+                phases[phase].count += requests
+            phases["compute_infer"].ns += compute_ns * requests
+            phases["queue"].count += requests
+            phases["queue"].ns += queue_ns
+            batch = self.batches.get(rows)
+            if batch is None:
+                batch = self.batches[rows] = {p: Duration() for p in BATCH_PHASES}
             for phase in BATCH_PHASES:
-                batch[phase].add(compute_s if phase == "compute_infer" else 0.0)
+                batch[phase].count += 1
+            batch["compute_infer"].ns += compute_ns
 
     def queue_changed(self, depth: int) -> None:
         pass

@@ -19,6 +19,7 @@ from service.drain import Drain
 from service.grpc.server import start_grpc
 from service.http.access_log import AccessLog
 from service.http.auth import require_api_key
+from service.http.direct import ServeApp
 from service.http.errors import exception_handlers
 from service.http.head import HeadAsGet
 from service.http.routes.demo import demo_page, static_files
@@ -35,8 +36,9 @@ from service.settings import Settings
 from service.workers import LOADING, READY, worker_board
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The app; with no argument (uvicorn --factory, --workers N) settings come from SERVE_*."""
+def create_app(settings: Settings | None = None) -> ServeApp:
+    """The app; with no argument (uvicorn --factory, --workers N) settings come from SERVE_*.
+    The inference routes are answered before Litestar's router (`service.http.direct`)."""
     settings = settings or Settings()
     parts = Services(
         settings=settings,
@@ -47,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         drain=Drain(),
         workers=worker_board(settings.workers),
     )
-    app = Litestar(
+    app = ServeApp(
         route_handlers=[
             demo_page,
             static_files(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from typing import Protocol
 
 from litestar import Request
 from litestar.types import Receive, Scope, Send
@@ -23,7 +24,28 @@ from service.errors import (
 )
 
 
-def header(request: Request, name: bytes) -> str | None:
+class Connection(Protocol):
+    """What the inference path reads of a request: its ASGI scope and receive. A Litestar
+    `Request` is one; so is `RawRequest`, for the routes answered before Litestar's router."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+    @property
+    def receive(self) -> Receive: ...
+
+
+class RawRequest:
+    """A request as ASGI gives it, no framework object around it."""
+
+    __slots__ = ("receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+
+
+def header(request: Connection, name: bytes) -> str | None:
     """The first value of header `name` (lower-case bytes, as ASGI gives them), or None."""
     for key, value in request.scope["headers"]:
         if key == name:
@@ -31,13 +53,13 @@ def header(request: Request, name: bytes) -> str | None:
     return None
 
 
-def media_type(request: Request) -> str:
+def media_type(request: Connection) -> str:
     """The Content-Type without parameters, lower-case; "" when there is none."""
     value = header(request, b"content-type")
     return value.split(";", 1)[0].strip().lower() if value else ""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Connection, limit: int) -> bytes:
     """The whole body, decompressed when it says gzip or deflate; 413 past `limit` bytes.
 
     A Content-Length above the limit is refused before anything is read (so a client that
@@ -64,7 +86,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-async def receive_body(request: Request, limit: int) -> bytes:
+async def receive_body(request: Connection, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -121,8 +143,25 @@ def query_flag(request: Request, name: str) -> bool:
     raise MalformedRequest(f"query parameter {name}={value!r} must be true or false")
 
 
+def answer_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
+    """A codec answer's response headers: its type, its length and its own."""
+    return [
+        (b"content-type", answer.media_type),
+        (b"content-length", b"%d" % len(answer.body)),
+        *answer.headers,
+    ]
+
+
+async def send_response(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """A whole response as the two ASGI messages, with no framework object per answer."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 class AnswerApp:
-    """A codec's 200 answer as a bare ASGI app.
+    """A codec's 200 answer as a bare ASGI app, for a Litestar handler to return.
 
     Litestar's Response -> ASGIResponse builds a header multi-dict and looks up encoders for
     every answer; a prediction needs two headers and a body.
@@ -132,12 +171,7 @@ class AnswerApp:
 
     def __init__(self, answer: Answer) -> None:
         self.body = answer.body
-        self.headers = [
-            (b"content-type", answer.media_type),
-            (b"content-length", str(len(answer.body)).encode()),
-            *answer.headers,
-        ]
+        self.headers = answer_headers(answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        await send_response(send, 200, self.headers, self.body)

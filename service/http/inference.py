@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
-from litestar import Request
 
 from service.errors import ClientDisconnected
+from service.http.asgi import Connection
 from service.loading import LoadedModel
+from service.request_record import note_model
+from service.services import Services
 
 # A client that leaves sooner costs at most its own rows' compute; latency under overload stays
 # well below it (README, Performance), so a busy server starts no watchers.
@@ -30,7 +32,7 @@ class DisconnectWatch:
 
     __slots__ = ("handler", "request", "task", "timer")
 
-    def __init__(self, request: Request, handler: asyncio.Task, after_s: float) -> None:
+    def __init__(self, request: Connection, handler: asyncio.Task, after_s: float) -> None:
         self.request = request
         self.handler = handler
         self.task: asyncio.Task | None = None
@@ -60,7 +62,7 @@ class cancel_on_disconnect:  # noqa: N801  (a context manager, like contextlib's
 
     __slots__ = ("watch",)
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Connection) -> None:
         handler = asyncio.current_task()
         assert handler is not None
         self.watch = DisconnectWatch(request, handler, WATCH_AFTER_S)
@@ -78,10 +80,22 @@ class cancel_on_disconnect:  # noqa: N801  (a context manager, like contextlib's
         return False
 
 
+def served_model(server: Services, name: str, version: str | None, endpoint: str) -> LoadedModel:
+    """The version a request names (the default when `version` is None), noted in the
+    request's record for its log line and metrics under `endpoint`."""
+    model = server.registry.get(name, version)
+    note_model(endpoint, model.name, model.version)
+    return model
+
+
 async def infer_rows(
-    request: Request, model: LoadedModel, rows: np.ndarray, timeout_s: float
+    request: Connection, model: LoadedModel, rows: np.ndarray, timeout_s: float
 ) -> np.ndarray:
-    """`model.infer`, abandoned (ClientDisconnected) if the client leaves."""
+    """`model.infer`, abandoned (ClientDisconnected) if the client leaves; a request that
+    runs at once on the event loop has no wait to abandon, and no watcher."""
+    outputs = model.infer_now(rows)
+    if outputs is not None:
+        return outputs
     with cancel_on_disconnect(request):
         return await model.infer(rows, timeout_s)
 

@@ -26,7 +26,11 @@ from typing import Any
 import httptools
 import msgspec
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
@@ -249,6 +253,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unanswered += 1
         REQUESTS.requests += 1
         HttpToolsProtocol.on_headers_complete(self)
+        if type(self.cycle) is RequestResponseCycle:  # a new one (not on a WebSocket upgrade)
+            self.cycle.__class__ = OneWriteCycle  # before its task first runs and sends
 
     def on_message_complete(self) -> None:
         self._in_body = False
@@ -341,6 +347,62 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _client(self) -> str | None:
         return f"{self.client[0]}:{self.client[1]}" if self.client else None
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, writing an answer's head together with its first body bytes.
+
+    uvicorn writes the head when the app sends `http.response.start` and the body when it
+    sends `http.response.body`: two send(2) calls, and two TCP segments, per answer. Here the
+    head waits for the body's write (or for whatever the cycle does next with the transport)
+    and both go out in one `writelines`, one send(2) on uvloop. Everything else is uvicorn's.
+    """
+
+    held: HeldHead | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+        transport = self.transport
+        if self.response_started and self.held is None:
+            await RequestResponseCycle.send(self, message)  # type: ignore[arg-type]
+            return
+        holder = self.held or HeldHead(transport)
+        self.transport = holder  # type: ignore[assignment]
+        try:
+            await RequestResponseCycle.send(self, message)  # type: ignore[arg-type]
+        finally:
+            self.transport = transport
+        if self.response_started and message["type"] == "http.response.start":
+            self.held = holder
+        else:
+            self.held = None
+            holder.flush()  # a HEAD, or a failed send, wrote no body: the head goes alone
+
+
+class HeldHead:
+    """A transport that keeps the first bytes written (the head) until the next write, or
+    any other use of the transport, and then writes them first."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.head is None and not self.transport.is_closing():
+            self.head = data
+            return
+        head, self.head = self.head, b""
+        self.transport.writelines((head, data) if head else (data,))
+
+    def flush(self) -> None:
+        if self.head:
+            self.transport.write(self.head)
+        self.head = b""
+
+    def __getattr__(self, name: str) -> Any:  # close, is_closing, get_extra_info, ...
+        self.flush()
+        return getattr(self.transport, name)
 
 
 class DrainingSupervisor(Multiprocess):

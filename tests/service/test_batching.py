@@ -362,6 +362,23 @@ def test_a_lone_small_request_runs_on_the_event_loop() -> None:
     run(scenario)
 
 
+def test_infer_now_answers_what_would_run_inline_and_nothing_else() -> None:
+    model = Model()
+
+    async def scenario() -> None:
+        async with running(model, inline_max_rows=2) as batcher:
+            assert batcher.infer_now(rows(1, 2), alone=False) is None  # with company
+            assert batcher.infer_now(rows(1, 2, 3), alone=True) is None  # too many rows
+            assert batcher.infer_now(rows(1, 2), alone=True).ravel().tolist() == [2.0, 4.0]
+            held = await hold(batcher, model)
+            assert batcher.infer_now(rows(1), alone=True) is None  # the worker is busy
+            model.gate.set()
+            await held
+            assert (batcher.stats.inline_requests, model.threads[0]) == (1, "MainThread")
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     ("inline_max_rows", "alone", "values"),
     [(2, False, (1,)), (2, True, (1, 2, 3)), (0, True, (1,))],

@@ -24,13 +24,12 @@ from service.codecs.schemas import (
     VersionStats,
 )
 from service.errors import ModelNotFound
-from service.http.asgi import AnswerApp, header, media_type, query_flag, read_body
-from service.http.inference import cancel_on_disconnect, decode_body, infer_rows
+from service.http.asgi import AnswerApp, Connection, header, media_type, query_flag, read_body
+from service.http.inference import cancel_on_disconnect, decode_body, infer_rows, served_model
 from service.http.routes.openapi import errors, success, with_json_body
 from service.http.state import Services, services
 from service.loading import LoadedModel
 from service.repository import ModelEntry
-from service.request_record import note_model
 
 PREDICT_DOC = with_json_body(
     V1PredictRequest,
@@ -125,15 +124,15 @@ class V1Controller(Controller):
         if verb not in ENDPOINTS:
             raise ModelNotFound(f"unknown verb {verb!r}; use :predict or :predict-image")
         server = services(request)
-        model = server.registry.get(name, version)
-        note_model(ENDPOINTS[verb], model.name, model.version)
+        model = served_model(server, name, version, ENDPOINTS[verb])
         if verb == "predict-image":
             return AnswerApp(await predict_images(request, server, model))
         return AnswerApp(await predict_rows(request, server, model))
 
 
-async def predict_rows(request: Request, server: Services, model: LoadedModel) -> Answer:
-    """JSON instances -> rows -> the model's batcher -> predictions."""
+async def predict_rows(request: Connection, server: Services, model: LoadedModel) -> Answer:
+    """JSON instances -> rows -> the model's batcher -> predictions (for this handler and for
+    the direct route, `service.http.direct`)."""
     settings = server.settings
     kserve_v1.check_media_type(media_type(request))
     body = await read_body(request, settings.max_body_bytes)

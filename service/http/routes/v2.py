@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from litestar.types import ASGIApp
 
 from service.codecs import oip_v2
+from service.codecs.answer import Answer
 from service.codecs.model_config import model_config_json
 from service.codecs.schemas import (
     TensorMetadata,
@@ -18,14 +19,15 @@ from service.codecs.schemas import (
     V2ModelMetadata,
     V2ModelReady,
 )
-from service.http.asgi import AnswerApp, header, media_type, read_body
-from service.http.inference import decode_body, infer_rows
+from service.http.asgi import AnswerApp, Connection, header, media_type, read_body
+from service.http.inference import decode_body, infer_rows, served_model
 from service.http.routes.openapi import errors, success, with_json_body
-from service.http.state import services
+from service.http.state import Services, services
+from service.loading import LoadedModel
 from service.repository import ModelRegistry
-from service.request_record import note_model
 
 HEADER_LENGTH_KEY = oip_v2.HEADER_LENGTH.lower().encode()
+INFER_ENDPOINT = "v2/infer"  # its metrics label
 INFER_DOC = with_json_body(
     V2InferRequest,
     "An OIP inference request. With the binary tensor data extension the body is this JSON "
@@ -123,25 +125,29 @@ class V2ModelController(Controller):
     async def infer(
         self, request: Request, name: FromPath[str], version: FromPath[str | None] = None
     ) -> ASGIApp:
-        """Decode (JSON or binary tensors), run through the batcher, encode as asked; the body
-        comes straight from ASGI, as for v1."""
+        """Decode (JSON or binary tensors), run through the batcher, encode as asked."""
         server = services(request)
-        settings = server.settings
-        model = server.registry.get(name, version)
-        note_model("v2/infer", model.name, model.version)
-        header_length = header(request, HEADER_LENGTH_KEY)
-        oip_v2.check_media_type(media_type(request), binary=header_length is not None)
-        body = await read_body(request, settings.max_body_bytes)
-        payload = await decode_body(
-            oip_v2.decode_request,
-            body,
-            header_length,
-            model.card,
-            settings.max_rows_per_request,
-            settings.request_timeout_s,
-        )
-        outputs = await infer_rows(request, model, payload.rows, payload.timeout_s)
-        return AnswerApp(oip_v2.encode_answer(model.card, payload, outputs))
+        model = served_model(server, name, version, INFER_ENDPOINT)
+        return AnswerApp(await infer_tensors(request, server, model))
+
+
+async def infer_tensors(request: Connection, server: Services, model: LoadedModel) -> Answer:
+    """An OIP request's tensors -> the model's batcher -> its outputs; the body comes straight
+    from ASGI, as for v1 (for this handler and for the direct route, `service.http.direct`)."""
+    settings = server.settings
+    header_length = header(request, HEADER_LENGTH_KEY)
+    oip_v2.check_media_type(media_type(request), binary=header_length is not None)
+    body = await read_body(request, settings.max_body_bytes)
+    payload = await decode_body(
+        oip_v2.decode_request,
+        body,
+        header_length,
+        model.card,
+        settings.max_rows_per_request,
+        settings.request_timeout_s,
+    )
+    outputs = await infer_rows(request, model, payload.rows, payload.timeout_s)
+    return oip_v2.encode_answer(model.card, payload, outputs)
 
 
 def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> V2ModelMetadata:

@@ -15,6 +15,11 @@ from tests.service.conftest import wait_ready
 
 KEY = "s3cret-key"
 IRIS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+V2_IRIS = {
+    "inputs": [
+        {"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+    ]
+}
 SAMPLE_DIGIT = ROOT / "samples" / "seven.png"
 GUARDED = [
     ("GET", "/v1/models"),
@@ -110,3 +115,17 @@ def test_cors_is_off_by_default_and_configurable(tmp_path: Path) -> None:
     with client_for(tmp_path, cors_origins=["https://app.example"]) as client:
         allowed = client.options("/v1/models", headers=origin)
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/iris:predict", "/v2/models/iris/infer"])
+def test_a_cors_request_to_an_inference_route_gets_its_cors_headers(
+    tmp_path: Path, path: str
+) -> None:
+    """The inference routes skip Litestar's router, but not its CORS middleware."""
+    body = IRIS if path.startswith("/v1") else V2_IRIS
+    with client_for(tmp_path, cors_origins=["https://app.example"]) as client:
+        wait_ready(client)
+        answer = client.post(path, json=body, headers={"Origin": "https://app.example"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert "access-control-allow-origin" not in client.post(path, json=body).headers
