@@ -541,6 +541,39 @@ def test_the_batcher_task_is_named_and_gone_once_stopped() -> None:
     run(scenario)
 
 
+def test_stop_returns_only_once_a_pass_cut_short_has_ended() -> None:
+    """The drain timeout answers the request, but the model may still run its batch: stop waits
+    for the worker thread, which the caller may free the model's memory after. The test opens
+    the gate once stop joins that thread, or once stop returned without joining it."""
+    model = Model()
+
+    async def scenario() -> None:
+        batcher = make(model)
+        batcher.start()
+        held = await hold(batcher, model)
+        (worker,) = batcher._executor._threads
+        joining = threading.Event()
+        join = worker.join
+
+        def watched_join(timeout: float | None = None) -> None:
+            joining.set()
+            join(timeout)
+
+        worker.join = watched_join  # type: ignore[method-assign]
+        stopping = asyncio.create_task(batcher.stop(timeout_s=0.01))
+        with pytest.raises(Unavailable):
+            await held
+        while not (joining.is_set() or stopping.done()):
+            await asyncio.sleep(0)
+        returned_first = stopping.done()
+        model.gate.set()
+        await stopping
+        assert not returned_first
+        assert model.batches == [1]  # the pass ran to its end before stop returned
+
+    run(scenario)
+
+
 def test_a_request_of_twice_the_batch_size_gets_all_its_rows_back() -> None:
     model = Model()
 

@@ -14,8 +14,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from onnx import TensorProto, helper
 
-from modelrepo.config import BatchingConfig
-from modelrepo.layout import CARD_FILE, MODEL_FILE, ONNX_FILE, sha256_of
+from modelrepo.config import BatchingConfig, read_config
+from modelrepo.layout import CARD_FILE, CONFIG_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from service.batching import DynamicBatcher
 from service.errors import ModelNotReady
 from service.in_flight import REQUESTS
@@ -30,6 +30,8 @@ from service.loading import (
     unchanged,
 )
 from tests.conftest import MODELS_DIR
+from tests.service.fixture_models import card_for
+from tests.triton_models import CLASSES, FEATURES, write_triton_model
 
 BATCHING = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.0)
 
@@ -146,6 +148,24 @@ def test_a_version_is_unchanged_until_the_file_it_runs_changes(iris: Path) -> No
     assert not unchanged(model, iris, BatchingConfig(max_batch_size=4, max_queue_delay_s=0.0))
     (iris / ONNX_FILE).write_bytes(b"changed")
     assert not unchanged(model, iris, BATCHING)
+
+
+def test_a_version_with_a_card_is_unchanged_beside_its_config(iris: Path) -> None:
+    """The card is what a carded version is compared by, config.pbtxt or not."""
+    config = read_config(MODELS_DIR / "iris" / CONFIG_FILE)
+    model = load_version(iris, "iris", BATCHING, policy(), config)
+    assert unchanged(model, iris, BATCHING, config)
+
+
+def test_a_card_written_beside_a_card_less_version_is_a_change(tmp_path: Path) -> None:
+    """Adopting a Triton model writes its card: the version is loaded again, from the card."""
+    model_dir = write_triton_model(tmp_path / "pets")
+    config = read_config(model_dir / CONFIG_FILE)
+    model = load_version(model_dir / "1", "pets", BATCHING, policy(), config)
+    assert unchanged(model, model_dir / "1", BATCHING, config)
+    card = card_for("pets", 1, model.digest, FEATURES, CLASSES)
+    (model_dir / "1" / CARD_FILE).write_text(card.model_dump_json())
+    assert not unchanged(model, model_dir / "1", BATCHING, config)
 
 
 def test_a_short_onnx_forward_pass_may_run_inline(iris: Path) -> None:

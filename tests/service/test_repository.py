@@ -331,7 +331,10 @@ def test_a_withdrawn_hash_stops_an_unchanged_version(root: Path, tmp_path: Path)
         entry = await registry.load("iris")
         assert sorted(entry.loaded) == [1]
         assert entry.loaded[1] is kept
-        assert "is not in the trusted list" in entry.failed[2]
+        assert entry.failed[2] == (  # the file that runs, ONNX here, is the one named
+            f"sha256 of {ONNX_FILE} ({sha256_of(files[1])}) is not in the trusted list "
+            "(SERVE_TRUSTED_HASHES)"
+        )
         with pytest.raises(Unavailable):
             await withdrawn.batcher.infer(IRIS_ROW, 30)
         assert ready_gauge("iris", 2) == 0.0
@@ -397,6 +400,42 @@ def test_a_model_on_disk_but_never_loaded_can_be_unloaded(root: Path) -> None:
         await registry.unload("binary")  # nothing to stop: not marked unloaded either
         assert registry.unloaded == set()
         assert registry.index()[0] == IndexEntry("binary", "1", UNAVAILABLE, "not loaded")
+
+    serve(root, scenario)
+
+
+def test_the_index_lists_the_loaded_models_after_one_not_loaded(root: Path) -> None:
+    async def scenario(registry: ModelRegistry) -> None:
+        copy_bundled(root, "binary")  # sorts first, and is not loaded until a poll
+        assert registry.index() == [
+            IndexEntry("binary", "1", UNAVAILABLE, "not loaded"),
+            IndexEntry("binary", "2", UNAVAILABLE, "not loaded"),
+            IndexEntry("iris", "1", READY, ""),
+            IndexEntry("iris", "2", READY, ""),
+            IndexEntry("regression", "1", READY, ""),
+            IndexEntry("regression", "2", READY, ""),
+        ]
+
+    serve(root, scenario)
+
+
+def test_a_poll_that_reads_the_repository_again_makes_it_ready(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scan_problem` is None once the repository reads again: readiness asks `is not None`."""
+    scan = ModelRegistry.scan
+
+    def unreadable(registry: ModelRegistry) -> dict:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ModelRegistry, "scan", unreadable)
+
+    async def scenario(registry: ModelRegistry) -> None:
+        assert registry.scan_problem == "the model repository cannot be read: Permission denied"
+        monkeypatch.setattr(ModelRegistry, "scan", scan)
+        await registry.poll()
+        assert registry.scan_problem is None
+        assert registry.get("iris").version == 2
 
     serve(root, scenario)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -127,6 +128,33 @@ def test_an_invalid_config_names_itself_in_the_log(root: Path, lines) -> None:
     assert lines.messages()[0] == (
         "model iris not loaded: config.pbtxt is invalid: max_batch_size -1 is outside 0..65536"
     )
+
+
+def test_a_version_policy_that_selects_nothing_names_itself_in_the_log(root: Path, lines) -> None:
+    config = root / "iris" / CONFIG_FILE
+    config.write_text(
+        config.read_text().replace(
+            "version_policy: { all { } }", "version_policy: { specific: { versions: [ 7 ] } }"
+        )
+    )
+    serve(root, lambda registry: asyncio.sleep(0))
+    assert [(level, message) for level, message, _ in lines] == [
+        (
+            "ERROR",
+            "model iris not loaded: config.pbtxt's version_policy selects none of the versions "
+            "on disk",
+        ),
+        ("INFO", "repository loaded"),
+    ]
+
+
+def test_the_ready_line_gives_the_queue_delay_in_milliseconds(root: Path, lines) -> None:
+    """The delay that config.pbtxt leaves to the settings, as the batcher waits it."""
+    config = root / "iris" / CONFIG_FILE
+    config.write_text(config.read_text().split("dynamic_batching")[0])
+    serve(root, lambda registry: asyncio.sleep(0), max_queue_delay_ms=4.0)
+    ready = [fields for _, message, fields in lines if " ready (" in message]
+    assert [fields["max_queue_delay_ms"] for fields in ready] == [4.0, 4.0]
 
 
 def test_a_failure_names_every_version_that_still_serves(root: Path) -> None:
@@ -360,3 +388,86 @@ def test_a_model_that_cannot_be_reloaded_stops_neither_the_poll_nor_the_models_a
         "model iris changed on disk; loading",
         "model iris could not be reloaded",
     ]
+
+
+def test_a_new_model_that_cannot_be_loaded_stops_neither_the_poll_nor_the_models_after_it(
+    root: Path, lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that appeared has no files on record yet: forgetting them is no error."""
+
+    async def scenario(registry: ModelRegistry) -> None:
+        load_model = registry._load_model
+
+        def fails_for_binary(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
+            if model_dir.name == "binary":
+                raise RuntimeError("a file no library expected")
+            return load_model(model_dir, serving)
+
+        monkeypatch.setattr(registry, "_load_model", fails_for_binary)
+        copy_bundled(root, "binary", "regression")  # binary sorts before iris, regression after
+        await registry.poll()
+        assert sorted(registry.entries) == ["iris", "regression"]
+        assert registry.get("regression").version == 2
+
+    serve(root, scenario)
+    assert "model binary could not be reloaded" in lines.messages()
+
+
+def test_a_model_whose_reload_failed_is_tried_again_though_its_files_went_back(
+    root: Path, lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a failed reload the registry no longer knows that what serves is what is on disk,
+    so the next poll loads the model again even where its files are as they were loaded."""
+    card = root / "iris" / "1" / CARD_FILE
+    loaded_at = card.stat()
+
+    async def scenario(registry: ModelRegistry) -> None:
+        load_model = registry._load_model
+
+        def fails_once(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
+            monkeypatch.setattr(registry, "_load_model", load_model)
+            raise RuntimeError("a file no library expected")
+
+        monkeypatch.setattr(registry, "_load_model", fails_once)
+        card.touch()
+        await registry.poll()
+        os.utime(card, ns=(loaded_at.st_atime_ns, loaded_at.st_mtime_ns))
+        await registry.poll()
+
+    serve(root, scenario)
+    assert [m for m in lines.messages() if "reload" in m or "changed" in m] == [
+        "model iris changed on disk; loading",
+        "model iris could not be reloaded",
+        "model iris changed on disk; loading",
+    ]
+
+
+def test_stop_answers_what_is_still_queued_after_the_drain_timeout(tmp_path: Path) -> None:
+    """As unload does: behind a forward pass that does not end, the queued request and the one
+    in the pass are answered 503 once SERVE_DRAIN_TIMEOUT_S has passed."""
+    root = tmp_path / "models"
+    gate = Gate(tmp_path / "gate.bin")
+    write_gated_model(root, gate, max_batch_size=1)
+    rows = np.ones((1, GATED_FEATURES), dtype=np.float32)
+
+    async def main() -> None:
+        registry = registry_of(root, drain_timeout_s=0.05, request_timeout_s=0.05)
+        await registry.start()
+        model = registry.get("gated")
+        gate.close()
+        try:
+            running = asyncio.create_task(model.infer(rows, 60))
+            for _ in range(6000):  # until the first batch is inside the model (30 s at most)
+                if gate.entries:
+                    break
+                await asyncio.sleep(0.005)
+            queued = asyncio.create_task(model.infer(rows, 60))
+            stopping = asyncio.create_task(registry.stop())
+            for request in (queued, running):
+                with pytest.raises(Unavailable, match="is unloading"):
+                    await asyncio.wait_for(request, 30)
+        finally:
+            gate.open()
+        await stopping
+
+    asyncio.run(main())

@@ -51,6 +51,21 @@ def test_blocks_are_stacked_into_one_forward_pass() -> None:
     assert not runtime._staging.is_pinned()
 
 
+def test_the_staging_buffer_is_float32_whatever_torchs_default_dtype() -> None:
+    """torch's default dtype is process-wide (another library in the process may set it): the
+    staging buffer stays the float32 that the model's weights take and that
+    SERVE_MAX_STAGING_BYTES counts, and rows of another dtype are cast into it."""
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 8, 4)
+        outputs = runtime.run_batch([block.astype(np.float64) for block in blocks()])
+    finally:
+        torch.set_default_dtype(default)
+    assert outputs.dtype == np.float32
+    np.testing.assert_allclose(outputs, load_iris("cpu").run_batch(blocks()), rtol=1e-6)
+
+
 def test_a_batch_above_the_staging_buffer_is_refused() -> None:
     runtime = TorchScriptRuntime.load(MODELS_DIR / "iris" / "1" / "model.pt", "cpu", 5, 4)
     with pytest.raises(ValueError, match="batch of 6 rows exceeds max_batch_size"):

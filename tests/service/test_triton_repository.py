@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from torch import nn
@@ -183,6 +184,28 @@ def test_a_model_that_cannot_be_served_is_unready_with_the_reason(
         assert str(tmp_path) not in reason
 
     serve(tmp_path, scenario)
+
+
+class NeedsFive(nn.Module):
+    """A model written for 5 features, beside a config.pbtxt that declares 4."""
+
+    def forward(self, rows):  # type: ignore[no-untyped-def]
+        return rows @ torch.ones(5, 3)
+
+
+def test_a_model_whose_one_row_check_raises_is_unready_with_the_error(tmp_path: Path) -> None:
+    """Without warm-up, the one-row check is the first forward pass: its error is the reason."""
+    write_triton_model(tmp_path / "pets")
+    write_torchscript(tmp_path / "pets" / "1" / "model.pt", module=NeedsFive())
+    reason = (
+        "a forward pass of one row failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied "
+        "(1x4 and 5x3)"
+    )
+
+    async def scenario(registry: ModelRegistry) -> None:
+        assert registry.index() == [IndexEntry("pets", "1", UNAVAILABLE, reason)]
+
+    serve(tmp_path, scenario, warmup=False)
 
 
 @pytest.mark.parametrize(

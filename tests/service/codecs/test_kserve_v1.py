@@ -244,6 +244,14 @@ def test_a_huge_feature_name_is_cut_short_in_the_message(where: str) -> None:
     assert f"{huge[:64]!r}... (1000015 characters)" in message
 
 
+def test_a_feature_name_of_the_limit_is_shown_whole_and_one_longer_cut_short() -> None:
+    at_limit, over = "a" * 64, "b" * 65
+    assert f"unknown feature {at_limit!r};" in refused(instances({**FLOWER, at_limit: 1.0}))
+    assert f"unknown feature {over[:64]!r}... (65 characters);" in refused(
+        instances({**FLOWER, over: 1.0})
+    )
+
+
 @pytest.mark.parametrize(
     ("model", "text"),
     [
