@@ -21,7 +21,7 @@ MODELS_DIR = ROOT / "models"
 BUNDLED_VERSIONS = {
     "binary": ("1", "2"),
     "iris": ("1", "2"),
-    "mnist": ("1", "2", "3"),
+    "mnist": ("1", "2", "3", "4"),
     "regression": ("1", "2"),
 }
 TINY_BUDGET = ["--epochs", "1", "--seed", "0", "--quiet", "--device", "cpu", "--no-download"]

@@ -1,7 +1,7 @@
 """Generate a wild set, or score one.
 
     python -m bench.wild --out /tmp/wild-test --set test [--per-kind 150] [--seed 0] [--kinds a,b]
-    python -m bench.wild score /tmp/wild-test [--model models/mnist/3] [--out bench/runs]
+    python -m bench.wild score /tmp/wild-test [--model models/mnist/4] [--out bench/runs]
 
 Scoring writes NAME.md (the table, also printed) and NAME.json (it, and every picture's answer).
 """
@@ -44,7 +44,7 @@ def generate_parser() -> argparse.ArgumentParser:
 def score_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.wild score")
     parser.add_argument("folder", type=Path, help="a set written by python -m bench.wild")
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist" / "3")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist" / "4")
     parser.add_argument("--out", type=Path, default=RUNS)
     parser.add_argument("--name", default="wild", help="report file names: NAME.md, NAME.json")
     return parser

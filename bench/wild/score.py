@@ -2,8 +2,9 @@
 upload preprocessing (`ImagePreparer.prepare_one`) and a bundled mnist version, in process.
 
 Per kind: for digit kinds the accuracy (a 422 "no digit found" counts as wrong), for the others
-the share refused with that 422; for both the share answered wrongly with confidence >= 0.9
-(every answer to a non-digit is wrong), and the most common confusions.
+the share refused with that 422; for both the share flagged `not_a_digit` (top probability
+below the service's default `not_a_digit_below`) or refused, the share answered wrongly with
+confidence >= 0.9 (every answer to a non-digit is wrong), and the most common confusions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from service.runtime import Runtime, open_runtime
 from service.settings import Settings
 
 CONFIDENT = 0.9
+NOT_A_DIGIT_BELOW = Settings().not_a_digit_below
 NO_DIGIT = "no digit found"
 BATCH = 256
 
@@ -41,6 +43,11 @@ class Outcome:
     @property
     def correct(self) -> bool:
         return self.label is not None and self.predicted == self.label
+
+    @property
+    def flagged(self) -> bool:
+        """Refused, or answered with not_a_digit as the service's default threshold says."""
+        return self.refused or (self.confidence or 0) < NOT_A_DIGIT_BELOW
 
     @property
     def confidently_wrong(self) -> bool:
@@ -125,6 +132,7 @@ def figures(outcomes: list[Outcome]) -> dict[str, object]:
         "digit": digit,
         "accuracy": sum(o.correct for o in outcomes) / count if digit else None,
         "refused": sum(o.refused for o in outcomes) / count,
+        "flagged": sum(o.flagged for o in outcomes) / count,
         "confident_wrong": sum(o.confidently_wrong for o in outcomes) / count,
         "confusions": confusions.most_common(4),
     }
@@ -136,14 +144,15 @@ def percent(value: object) -> str:
 
 def markdown(summary: dict[str, dict[str, object]]) -> str:
     lines = [
-        "| kind | pictures | accuracy | refused (422) | wrong with p >= 0.9 | most common errors |",
-        "|---|---:|---:|---:|---:|---|",
+        "| kind | pictures | accuracy | refused (422) | flagged or refused | wrong with p >= 0.9 "
+        "| most common errors |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for kind, f in summary.items():
         errors = ", ".join(f"{pair} ({n})" for pair, n in f["confusions"])  # type: ignore[attr-defined]
         lines.append(
             f"| {kind} | {f['pictures']} | {percent(f['accuracy'])} | {percent(f['refused'])} "
-            f"| {percent(f['confident_wrong'])} | {errors or '-'} |"
+            f"| {percent(f['flagged'])} | {percent(f['confident_wrong'])} | {errors or '-'} |"
         )
     return "\n".join(lines) + "\n"
 

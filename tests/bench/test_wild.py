@@ -134,9 +134,12 @@ def test_figures_count_a_refusal_as_wrong_and_confident_answers_to_non_digits() 
     assert letter["refused"] == pytest.approx(1 / 3)
     assert letter["confident_wrong"] == pytest.approx(1 / 3)
     assert letter["confusions"] == [("x->4", 2), ("x->422", 1)]
+    # flagged: refused, or a top probability below the service's default threshold (0.6)
+    assert pen["flagged"] == pytest.approx(3 / 4)
+    assert letter["flagged"] == pytest.approx(2 / 3)
     table = score.markdown(summary)
-    assert "| pen | 4 | 25.0% | 25.0% | 25.0% | 9->8 (1), 6->5 (1), 3->422 (1) |" in table
-    assert "| letter | 3 | - | 33.3% | 33.3% | x->4 (2), x->422 (1) |" in table
+    assert "| pen | 4 | 25.0% | 25.0% | 75.0% | 25.0% | 9->8 (1), 6->5 (1), 3->422 (1) |" in table
+    assert "| letter | 3 | - | 33.3% | 66.7% | 33.3% | x->4 (2), x->422 (1) |" in table
 
 
 def test_the_cli_generates_and_scores_a_set(
