@@ -105,7 +105,11 @@ def restroke(x: torch.Tensor, generator: torch.Generator, pen: tuple[float, floa
 
 
 def shape_matrix(
-    x: torch.Tensor, generator: torch.Generator, degrees: float, slant: float, aspect: tuple
+    x: torch.Tensor,
+    generator: torch.Generator,
+    degrees: float,
+    slant: float,
+    aspect: tuple[float, float],
 ) -> torch.Tensor:
     """(N, 2, 2) maps in (column, row) pixel units: width scaled, slanted, then turned."""
     angle = per_row(x, generator, -degrees, degrees).flatten() * (math.pi / 180)
