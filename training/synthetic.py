@@ -216,14 +216,14 @@ def mnist_numbers(digits: torch.Tensor, count: int, generator: torch.Generator) 
     """(count, 784) two or three MNIST digits side by side, fitted into one frame."""
     images = digits.reshape(-1, 1, SIDE, SIDE)
     rows = []
-    for places in (2, 3):
-        picked = images[torch.randint(len(images), (count // 2 * places,), generator=generator)]
+    for places, share in ((2, count - count // 2), (3, count // 2)):
+        picked = images[torch.randint(len(images), (share * places,), generator=generator)]
         side_by_side = torch.cat(picked.reshape(places, -1, 1, SIDE, SIDE).unbind(0), dim=3)
         height = SIDE // places  # aspect kept: the service fits the longer side, the width
         squeezed = F.interpolate(side_by_side, size=(height, SIDE), mode="area")
         top = (SIDE - height) // 2
         rows.append(F.pad(squeezed, (0, 0, top, SIDE - height - top)))
-    x = torch.cat(rows)[:count]
+    x = torch.cat(rows)
     return augment.renormalise(x, generator, 20.0, (1.0, 1.0), 0.0).reshape(len(x), -1)
 
 
@@ -246,14 +246,19 @@ def non_digit_rows(seed: int, digits: torch.Tensor, drawn: int = 1_200) -> torch
     )
 
 
-DIGIT_REPEATS = 8  # each drawn digit is in the training split this many times, augmented anew
+# Shares of MNIST's training split added: on its 55,000 rows, each of the 480 drawn digits 8
+# times (3,840) and 1,400 pictures' worth of non-digits (4,200). A smaller split gets fewer.
+DIGIT_SHARE, NON_DIGIT_SHARE = 3_840 / 55_000, 4_200 / 55_000
 
 
 def with_upload_like_rows(train: Split, seed: int) -> Split:
     """MNIST's training split and the rows drawn here: printed and pen digits (about 7% as
     many as MNIST's), and non-digits labelled NO_CLASS (about 8%)."""
     digits, labels = digit_rows(seed)
-    others = non_digit_rows(seed, train.x, drawn=1_400)
-    x = torch.cat([train.x, digits.repeat(DIGIT_REPEATS, 1), others])
-    y = torch.cat([train.y, labels.repeat(DIGIT_REPEATS), torch.full((len(others),), NO_CLASS)])
+    wanted = round(DIGIT_SHARE * len(train))
+    repeats = -(-wanted // len(digits))  # each drawn digit this often, augmented anew
+    digits, labels = digits.repeat(repeats, 1)[:wanted], labels.repeat(repeats)[:wanted]
+    others = non_digit_rows(seed, train.x, drawn=-(-round(NON_DIGIT_SHARE * len(train)) // 3))
+    x = torch.cat([train.x, digits, others])
+    y = torch.cat([train.y, labels, torch.full((len(others),), NO_CLASS)])
     return Split(x, y)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import BUNDLED_VERSIONS
 from tests.service.conftest import Server
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]
@@ -118,7 +119,7 @@ def test_v2_model_metadata(http, path: str, platform: str) -> None:  # type: ign
     meta = http.get(path).json()
     assert meta == {
         "name": "mnist",
-        "versions": ["1", "2", "3"],
+        "versions": list(BUNDLED_VERSIONS["mnist"]),
         "platform": platform,
         "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 784]}],
         "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}],

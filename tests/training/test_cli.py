@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2
 from modelrepo import torchscript as jit
 from modelrepo.card import ModelCard
 from tests.conftest import MNIST_FIXTURE, TINY_BUDGET, run_training
+from training import synthetic
 from training.__main__ import main, parse_args
 
 TASK_NAMES = ["binary", "iris", "mnist", "regression"]
@@ -52,8 +53,11 @@ def test_mnist_card_documents_the_image_convention(tiny_repo: Path) -> None:
     assert (card.input.image.height, card.input.image.width) == (28, 28)
     assert card.input.image.polarity == "white_on_black"
     assert card.output.class_names == [str(digit) for digit in range(10)]
-    assert card.dataset.sizes == {"train": 275, "validation": 25, "test": 200}
+    # the fixture's 275 digits and, in proportion, drawn digits and pictures of no digit
+    added = round(synthetic.DIGIT_SHARE * 275) + 3 * -(-round(synthetic.NON_DIGIT_SHARE * 275) // 3)
+    assert card.dataset.sizes == {"train": 275 + added, "validation": 25, "test": 200}
     assert "augmented on the fly" in card.dataset.description  # the CLI's default
+    assert "pictures of no digit" in card.dataset.description
 
 
 @pytest.mark.parametrize(("flag", "augment"), [([], True), (["--no-augment"], False)])

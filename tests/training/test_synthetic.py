@@ -72,7 +72,8 @@ def test_non_digits_hold_ink_in_the_frame(mnist: data.Split) -> None:
 
 
 def test_mnist_numbers_hold_several_digits_side_by_side(mnist: data.Split) -> None:
-    """Squeezed into one frame, two or three digits are wider than tall before the fit."""
+    """Fitted into one frame, two or three digits are wider than tall; as many as asked."""
+    assert len(synthetic.mnist_numbers(mnist.x, 7, torch.Generator().manual_seed(0))) == 7
     rows = synthetic.mnist_numbers(mnist.x, 40, torch.Generator().manual_seed(0))
     _, _, left, right = augment.ink_box(as_images(rows))
     top, bottom, _, _ = augment.ink_box(as_images(rows))
@@ -80,14 +81,30 @@ def test_mnist_numbers_hold_several_digits_side_by_side(mnist: data.Split) -> No
 
 
 def test_the_training_split_gains_digits_and_rows_of_no_class(mnist: data.Split) -> None:
+    """In proportion to the split: about 7% drawn digits and 8% non-digits."""
     split = synthetic.with_upload_like_rows(mnist, seed=0)
-    drawn, _ = synthetic.digit_rows(seed=0)
-    added = len(split) - len(mnist)
     no_class = int((split.y == data.NO_CLASS).sum())
-    assert added == synthetic.DIGIT_REPEATS * len(drawn) + no_class
+    drawn_digits = len(split) - len(mnist) - no_class
+    assert drawn_digits == round(synthetic.DIGIT_SHARE * len(mnist))
+    assert no_class == pytest.approx(synthetic.NON_DIGIT_SHARE * len(mnist), abs=3)
     assert no_class > 0
     assert torch.equal(split.x[: len(mnist)], mnist.x)
     assert torch.equal(split.y[: len(mnist)], mnist.y)
+    assert set(split.y[len(mnist) : len(mnist) + drawn_digits].tolist()) <= set(range(10))
+
+
+def test_on_mnists_own_split_the_shares_are_the_bundled_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """55,000 rows get 3,840 drawn digits (all 480, 8 times) and 4,200 non-digits, as mnist 4's
+    card records (63,040 training rows)."""
+    big = data.Split(torch.zeros(55_000, 784), torch.zeros(55_000, dtype=torch.long))
+    monkeypatch.setattr(
+        synthetic, "non_digit_rows", lambda seed, digits, drawn: torch.zeros(3 * drawn, 784)
+    )
+    split = synthetic.with_upload_like_rows(big, seed=0)
+    assert len(split) == 63_040
+    assert int((split.y == data.NO_CLASS).sum()) == 4_200
 
 
 def test_a_row_of_no_class_is_taught_the_even_spread() -> None:
