@@ -6,8 +6,8 @@ board. The steps, each a function: decode (EXIF, first frame, bomb guard) -> fin
 digit in a large frame and crop it at full resolution -> take the glare off -> ink map (distance
 from the background colour, so any polarity or ink colour works; transparency composited
 first; what is lighter than a light page is not ink) -> flatten uneven lighting -> remove ruled
-and grid lines -> contrast stretch -> crop to the ink -> thin thick strokes -> scale to 20 px ->
-centre by mass in 28x28.
+and grid lines -> contrast stretch -> drop specks parted from the digit -> crop to the ink ->
+thin thick strokes -> scale to 20 px -> centre by mass in 28x28.
 """
 
 from __future__ import annotations
@@ -418,6 +418,43 @@ def ink_extent(ink: np.ndarray) -> int:
     return int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
 
 
+SPECK_GAP = 0.04  # of the picture's longer side: blank rows or columns that part a speck off
+SPECK_MASS = 0.05  # of the ink: a parted-off band holding less is a speck, not the digit's
+
+
+def drop_specks(ink: np.ndarray) -> np.ndarray:
+    """Blank out bands of rows, then of columns, that blank space parts from the rest and that
+    hold under 5% of the ink: a board's blotch, a grid crossing or dust far from the digit
+    would otherwise set the crop, and the digit shrinks inside it."""
+    gap = max(2, round(SPECK_GAP * max(ink.shape)))
+    for axis in (0, 1):
+        mass = np.where(ink > INK_LEVEL, ink, 0).sum(axis=1 - axis)
+        span = main_span(mass, gap)
+        if span is not None:
+            ink = ink.copy()
+            outside = np.ones(len(mass), bool)
+            outside[span[0] : span[1] + 1] = False
+            if axis == 0:
+                ink[outside] = 0
+            else:
+                ink[:, outside] = 0
+    return ink
+
+
+def main_span(mass: np.ndarray, gap: int) -> tuple[int, int] | None:
+    """(first, last) index of the bands of `mass` > 0, split where `gap` or more zeros part
+    them, that hold SPECK_MASS of the total or more; None when there is no ink."""
+    occupied = np.flatnonzero(mass > 0)
+    if len(occupied) == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(occupied) > gap)
+    starts = np.r_[occupied[0], occupied[breaks + 1]]
+    ends = np.r_[occupied[breaks], occupied[-1]]
+    band_mass = np.array([mass[a : b + 1].sum() for a, b in zip(starts, ends, strict=True)])
+    kept = band_mass >= SPECK_MASS * band_mass.sum()
+    return int(starts[kept].min()), int(ends[kept].max())
+
+
 def crop_to_ink(ink: np.ndarray, margin: float = 0.04) -> np.ndarray:
     """The ink's bounding box plus a small margin, so antialiased edge tails are kept."""
     rows, cols = ink_rows_cols(ink)
@@ -524,7 +561,7 @@ def preprocess_digit(
         source = full_size() if full_size is not None else image
         crop = source.crop(scaled_box(box, work.size, source.size))
         flat = flatten_background(picture_ink(picture_pixels(shrink(crop))))
-    ink = stretch(remove_ruling(flat))
+    ink = drop_specks(stretch(remove_ruling(flat)))
     return center_by_mass(fit_box(thin_thick_strokes(crop_to_ink(ink))))
 
 

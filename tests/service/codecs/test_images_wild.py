@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bench.wild.score import open_model
 from bench.wild.sets import picture
-from service.codecs.images import decode, digit_from_upload, preprocess_digit
+from service.codecs.images import decode, digit_from_upload, drop_specks, preprocess_digit
 from service.codecs.uploads import ImagePreparer, Upload
 from tests.conftest import MODELS_DIR
 
@@ -163,3 +163,45 @@ def test_a_small_digit_in_a_large_photo_is_found_and_read(n: int, read) -> None:
     page's shadows: it is found there and cropped from the photo decoded again at full size."""
     drawing = picture("small_in_large", "tune", n, seed=5)
     assert read(digit_from_upload(drawing.data, 10**8)) == n % 10
+
+
+# --- specks parted from the digit ---------------------------------------------------------------
+
+
+def seven_with_dust(dust: bool) -> Image.Image:
+    """A dark 7 on a light page, and now and then a blot of dust far below and to the right."""
+    image = Image.new("L", (300, 300), 230)
+    draw = ImageDraw.Draw(image)
+    draw.line([(60, 50), (170, 50), (100, 200)], fill=20, width=12)
+    if dust:
+        draw.ellipse((270, 272, 279, 281), fill=20)
+    return image
+
+
+def test_a_speck_parted_from_the_digit_does_not_set_the_crop(read) -> None:  # type: ignore[no-untyped-def]
+    """Without the step the blot stretches the crop, the 7 shrinks to a corner of the 28x28."""
+    clean = preprocess_digit(seven_with_dust(False))
+    dusty = preprocess_digit(seven_with_dust(True))
+    assert np.abs(dusty - clean).max() < 0.05
+    assert read(dusty) == 7
+
+
+def test_a_digits_own_parts_are_kept_however_far_apart() -> None:
+    """Two strokes of one digit (a 5's flag off its body): each holds more than 5% of the ink."""
+    ink = np.zeros((200, 200), np.float32)
+    ink[20:30, 60:150] = 1.0  # the flag
+    ink[80:180, 60:70] = 1.0  # the body, far below
+    assert np.array_equal(drop_specks(ink), ink)
+    ink[195:197, 190:192] = 1.0  # and one speck of 4 px
+    cleaned = drop_specks(ink)
+    assert cleaned[195:197, 190:192].max() == 0
+    assert np.array_equal(cleaned[:190], ink[:190])
+
+
+def test_a_speck_close_to_the_digit_is_part_of_it() -> None:
+    """Nearer than 4% of the picture's side, a dot counts with the digit (it may be a stroke's
+    end broken off)."""
+    ink = np.zeros((200, 200), np.float32)
+    ink[40:160, 90:100] = 1.0
+    ink[163:165, 94:96] = 1.0  # 3 rows below the stroke
+    assert np.array_equal(drop_specks(ink), ink)
