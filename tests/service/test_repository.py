@@ -240,6 +240,7 @@ def test_an_invalid_config_fails_every_version(root: Path) -> None:
         assert not iris.loaded
         assert sorted(iris.failed) == [1, 2]
         assert all(why.startswith("config.pbtxt is invalid: ") for why in iris.failed.values())
+        assert (ready_gauge("iris", 1), ready_gauge("iris", 2)) == (0.0, 0.0)  # never loaded
 
     serve(root, scenario)
 
@@ -252,6 +253,7 @@ def test_an_invalid_config_on_reload_keeps_the_versions_serving(root: Path) -> N
         assert entry.loaded == serving
         assert sorted(entry.failed) == [1, 2]
         assert (await registry.get("iris").infer(IRIS_ROW, 30)).argmax() == 0
+        assert (ready_gauge("iris", 1), ready_gauge("iris", 2)) == (1.0, 1.0)  # still serving
 
     serve(root, scenario)
 
@@ -528,3 +530,25 @@ def test_stop_drains_every_batcher(root: Path) -> None:
                 await model.batcher.infer(IRIS_ROW, 30)
 
     asyncio.run(main())
+
+
+def test_a_model_whose_files_cannot_be_listed_still_starts_and_is_tried_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file walk fails (an unreadable directory): start goes on, the model serves, and
+    no fingerprint is kept, so the next poll loads it again."""
+    listed = ModelRegistry.fingerprint
+
+    def unlistable(registry: ModelRegistry, name: str) -> tuple:
+        if name == "regression":
+            raise PermissionError(13, "Permission denied")
+        return listed(registry, name)
+
+    monkeypatch.setattr(ModelRegistry, "fingerprint", unlistable)
+
+    async def scenario(registry: ModelRegistry) -> None:
+        assert sorted(registry.entry("regression").loaded) == [1, 2]
+        assert "regression" not in registry._fingerprints
+        assert "iris" in registry._fingerprints
+
+    serve(root, scenario)
