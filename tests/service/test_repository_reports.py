@@ -360,20 +360,25 @@ def test_unload_answers_what_is_still_queued_after_the_drain_timeout(tmp_path: P
     serve(root, scenario, drain_timeout_s=0.05, request_timeout_s=0.05)
 
 
+def fail_loading(registry: ModelRegistry, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, loading model `name` raises what no library expected; others load."""
+    load_model = registry._load_model
+
+    def fails_for_name(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
+        if model_dir.name == name:
+            raise RuntimeError("a file no library expected")
+        return load_model(model_dir, serving)
+
+    monkeypatch.setattr(registry, "_load_model", fails_for_name)
+
+
 def test_a_model_that_cannot_be_reloaded_stops_neither_the_poll_nor_the_models_after_it(
     tmp_path: Path, lines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = copy_bundled(tmp_path / "models", "iris", "regression")
 
     async def scenario(registry: ModelRegistry) -> None:
-        load_model = registry._load_model
-
-        def fails_for_iris(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
-            if model_dir.name == "iris":
-                raise RuntimeError("a file no library expected")
-            return load_model(model_dir, serving)
-
-        monkeypatch.setattr(registry, "_load_model", fails_for_iris)
+        fail_loading(registry, "iris", monkeypatch)
         for name in ("iris", "regression"):
             (root / name / "1" / CARD_FILE).touch()
         await registry.poll()
@@ -396,14 +401,7 @@ def test_a_new_model_that_cannot_be_loaded_stops_neither_the_poll_nor_the_models
     """A model that appeared has no files on record yet: forgetting them is no error."""
 
     async def scenario(registry: ModelRegistry) -> None:
-        load_model = registry._load_model
-
-        def fails_for_binary(model_dir: Path, serving=None):  # type: ignore[no-untyped-def]
-            if model_dir.name == "binary":
-                raise RuntimeError("a file no library expected")
-            return load_model(model_dir, serving)
-
-        monkeypatch.setattr(registry, "_load_model", fails_for_binary)
+        fail_loading(registry, "binary", monkeypatch)
         copy_bundled(root, "binary", "regression")  # binary sorts before iris, regression after
         await registry.poll()
         assert sorted(registry.entries) == ["iris", "regression"]
