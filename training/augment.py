@@ -56,9 +56,7 @@ class Augmentation:
         """Slant, aspect and turn, then the service's fit of the ink's longer side to the box
         and its centring by mass, with the box scaled and the centre moved a little."""
         shape = shape_matrix(x, generator, self.rotation_deg, self.slant, self.aspect)
-        zoom = self.box * per_row(x, generator, *self.scale) / warped_extent(x, shape)
-        jitter = torch.cat([per_row(x, generator, -self.shift_px, self.shift_px) for _ in "rc"], 1)
-        return fit_to(x, shape * zoom[:, :, None], CENTRE + jitter)
+        return fit_shaped(x, generator, shape, self.box, self.scale, self.shift_px)
 
     def describe(self) -> str:
         """One sentence for the model card."""
@@ -182,9 +180,22 @@ def renormalise(
     """The service's fit of the ink's longer side to `box` px and centring by mass, in one
     resample; the box varies by `scale`, the centre of mass by up to `shift_px` per axis."""
     identity = torch.eye(2, device=x.device, dtype=x.dtype).expand(len(x), 2, 2)
-    zoom = box * per_row(x, generator, *scale) / warped_extent(x, identity)
+    return fit_shaped(x, generator, identity, box, scale, shift_px)
+
+
+def fit_shaped(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    shape: torch.Tensor,
+    box: float,
+    scale: tuple[float, float],
+    shift_px: float,
+) -> torch.Tensor:
+    """Map each row by `shape`, its ink's longer side fitted to `box` px (x `scale`) and its
+    centre of mass moved to the centre (+- `shift_px` per axis): one resample."""
+    zoom = box * per_row(x, generator, *scale) / warped_extent(x, shape)
     jitter = torch.cat([per_row(x, generator, -shift_px, shift_px) for _ in range(2)], 1)
-    return fit_to(x, identity * zoom[:, :, None], CENTRE + jitter)
+    return fit_to(x, shape * zoom[:, :, None], CENTRE + jitter)
 
 
 def ink_box(x: torch.Tensor) -> tuple[torch.Tensor, ...]:

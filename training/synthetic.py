@@ -47,9 +47,14 @@ def framed(masks: list[np.ndarray]) -> torch.Tensor:
         )
         top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
         row[top : top + size[1], left : left + size[0]] = np.asarray(glyph, np.float32) / 255
-    x = torch.from_numpy(canvas)[:, None]
-    generator = torch.Generator().manual_seed(0)  # no variation: scale (1, 1), no shift
-    return augment.renormalise(x, generator, 20.0, (1.0, 1.0), 0.0).reshape(len(masks), -1)
+    return in_frame(torch.from_numpy(canvas)[:, None], torch.Generator().manual_seed(0))
+
+
+def in_frame(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(N, 1, 28, 28) -> (N, 784) rows fitted to MNIST's 20 px box and centred by mass, with
+    no variation (the generator's draws are made, and ignored: scale (1, 1), no shift)."""
+    fitted = augment.renormalise(images, generator, 20.0, (1.0, 1.0), 0.0)
+    return fitted.reshape(len(images), -1)
 
 
 def printed(text: str, font: str, rng: Rng) -> np.ndarray:
@@ -209,7 +214,7 @@ def blots(count: int, generator: torch.Generator) -> torch.Tensor:
     shade = ((ramp - ramp.mean(dim=(2, 3), keepdim=True) - edge) / 4).sigmoid()
     half = torch.rand(count, 1, 1, 1, generator=generator) < 0.3
     x = torch.where(half, shade, cut)
-    return augment.renormalise(x, generator, 20.0, (1.0, 1.0), 0.0).reshape(count, -1)
+    return in_frame(x, generator)
 
 
 def mnist_numbers(digits: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -224,7 +229,7 @@ def mnist_numbers(digits: torch.Tensor, count: int, generator: torch.Generator) 
         top = (SIDE - height) // 2
         rows.append(F.pad(squeezed, (0, 0, top, SIDE - height - top)))
     x = torch.cat(rows)
-    return augment.renormalise(x, generator, 20.0, (1.0, 1.0), 0.0).reshape(len(x), -1)
+    return in_frame(x, generator)
 
 
 def digit_rows(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
