@@ -13,7 +13,7 @@ from modelrepo.card import ModelCard, TrainingInfo
 from modelrepo.layout import CURVES_FILE, MODEL_FILE, ONNX_FILE, sha256_of
 from training import export
 from training.augment import Augmentation
-from training.data import NO_CLASS, Split, Splits
+from training.data import Split, Splits
 from training.fit import (
     EpochCallback,
     History,
@@ -24,6 +24,7 @@ from training.fit import (
     plot_curves,
 )
 from training.nets import Probabilities, Rescale, ServingModel, Standardize, mlp
+from training.synthetic import describe_added
 from training.tasks import DataSource, Hyperparameters, TaskSpec
 
 
@@ -127,7 +128,8 @@ def train_task(
     train = options.training_split(task, splits.train)
     if len(train) > len(splits.train):  # the card's dataset description says what was added
         task = replace(
-            task, dataset_description=f"{task.dataset_description} {added(splits.train, train)}"
+            task,
+            dataset_description=f"{task.dataset_description} {describe_added(splits.train, train)}",
         )
     splits = replace(splits, train=train)
     params = options.hyperparameters(task)
@@ -156,16 +158,6 @@ def train_task(
     )
     path, card = publish_version(task, trained, options.repo, splits.test.x)
     return TaskResult(card=card, path=path, wall_time_s=clock.elapsed(), fit_time_s=fit_time)
-
-
-def added(original: Split, train: Split) -> str:
-    """One sentence for the card: the rows a run trained on beside the dataset's own."""
-    no_class = int((train.y == NO_CLASS).sum())
-    digits = len(train) - len(original) - no_class
-    return (
-        f"Beside them, {digits} printed and pen-drawn digits and {no_class} pictures of no digit "
-        "(taught to spread their probabilities evenly), drawn by training/synthetic.py."
-    )
 
 
 def publish_version(

@@ -267,3 +267,13 @@ def with_upload_like_rows(train: Split, seed: int) -> Split:
     x = torch.cat([train.x, digits, others])
     y = torch.cat([train.y, labels, torch.full((len(others),), NO_CLASS)])
     return Split(x, y)
+
+
+def describe_added(original: Split, train: Split) -> str:
+    """One sentence for the card: the rows `with_upload_like_rows` added to `original`."""
+    no_class = int((train.y == NO_CLASS).sum())
+    digits = len(train) - len(original) - no_class
+    return (
+        f"Beside them, {digits} printed and pen-drawn digits and {no_class} pictures of no digit "
+        "(taught to spread their probabilities evenly), drawn by training/synthetic.py."
+    )
